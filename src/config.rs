@@ -1,0 +1,251 @@
+//! `broodlink.json`: every field optional, `//` and `/* */` comments allowed, unknown
+//! keys and wrong types rejected with the key's path and the file's name.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The server's configuration (the spec's "Configuration" section).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// Bind address.
+    pub host: String,
+    /// WebSocket port (0 picks a free one).
+    pub port: u16,
+    /// SQLite file; relative paths resolve against the config file's folder (or the
+    /// data directory). `":memory:"` keeps everything in memory.
+    pub database: PathBuf,
+    pub tailscale: TailscaleConfig,
+    pub lobby: LobbyConfig,
+    /// Maximum number of live rooms, excluding the lobby.
+    pub max_rooms: u32,
+    /// Maximum characters (Unicode scalar values) per message.
+    pub max_message_length: u32,
+    /// Maximum messages returned by one `room.history` call.
+    pub max_history_per_room: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct TailscaleConfig {
+    /// Bind only to the Tailscale interface.
+    pub enabled: bool,
+    /// Interface to bind to; empty auto-detects.
+    pub interface_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct LobbyConfig {
+    /// The lobby's display name.
+    pub name: String,
+    /// How many room messages the lobby keeps (DMs are not counted).
+    pub history_limit: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "0.0.0.0".into(),
+            port: 18800,
+            database: PathBuf::from("./broodlink.db"),
+            tailscale: TailscaleConfig::default(),
+            lobby: LobbyConfig::default(),
+            max_rooms: 100,
+            max_message_length: 8192,
+            max_history_per_room: 1000,
+        }
+    }
+}
+
+impl Default for LobbyConfig {
+    fn default() -> Self {
+        LobbyConfig { name: "Lobby".into(), history_limit: 500 }
+    }
+}
+
+/// Why a configuration could not be loaded. Each names the file and says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {problem} (fix or remove that entry; every key is optional)")]
+    Invalid { path: PathBuf, problem: String },
+}
+
+impl Config {
+    /// Reads `path`, or returns the defaults if `path` does not exist and `optional`.
+    pub fn load(path: &Path, optional: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => return Err(ConfigError::Read { path: path.to_owned(), source }),
+        };
+        let mut config = Config::parse(&text)
+            .map_err(|problem| ConfigError::Invalid { path: path.to_owned(), problem })?;
+        config.database = resolve(path.parent().unwrap_or(Path::new(".")), &config.database);
+        Ok(config)
+    }
+
+    /// Parses the text of a config file. The error names the offending key.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let stripped = strip_comments(text);
+        let de = &mut serde_json::Deserializer::from_str(&stripped);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            if key == "." {
+                inner.to_string()
+            } else {
+                format!("key `{key}`: {inner}")
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("maxMessageLength", self.max_message_length),
+            ("maxHistoryPerRoom", self.max_history_per_room),
+            ("lobby.historyLimit", self.lobby.history_limit),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!("key `{key}`: must be at least 1"));
+            }
+        }
+        if self.lobby.name.trim().is_empty() {
+            return Err("key `lobby.name`: must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// Resolves a path from the config against the folder it is relative to.
+pub fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() || path.as_os_str() == ":memory:" {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
+/// Blanks out `//` and `/* */` comments outside strings, keeping every newline so
+/// parse errors still point at the right line.
+fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                '\\' => {
+                    if let Some(escaped) = chars.next() {
+                        out.push(escaped);
+                    }
+                }
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('"', _) => {
+                in_string = true;
+                out.push(c);
+            }
+            ('/', Some('/')) => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            ('/', Some('*')) => {
+                chars.next();
+                let mut prev = ' ';
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                    }
+                    if prev == '*' && c == '/' {
+                        break;
+                    }
+                    prev = c;
+                }
+                out.push(' ');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The commented default written to a new data directory.
+pub const DEFAULT_CONFIG_FILE: &str = r#"{
+  // BroodLink configuration. Every field is optional; the values shown are the defaults.
+  // Command-line flags (--host, --port) override this file.
+
+  // Network
+  "host": "0.0.0.0",      // Bind address (use "127.0.0.1" for local only)
+  "port": 18800,          // WebSocket port
+
+  // Database (relative paths resolve against this file's folder)
+  "database": "./broodlink.db",
+
+  // Tailscale (optional)
+  "tailscale": {
+    "enabled": false,      // Bind exclusively to the Tailscale interface
+    "interfaceName": ""    // Empty auto-detects; or e.g. "tailscale0", "utun4"
+  },
+
+  // Lobby settings
+  "lobby": {
+    "name": "Lobby",       // Display name of the lobby room
+    "historyLimit": 500    // Room messages kept in the lobby (DMs are kept)
+  },
+
+  // Limits
+  "maxRooms": 100,            // Maximum number of rooms (excluding the lobby)
+  "maxMessageLength": 8192,   // Maximum characters per message
+  "maxHistoryPerRoom": 1000   // Maximum messages returned per history request
+}
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_file_parses_to_the_defaults() {
+        assert_eq!(Config::parse(DEFAULT_CONFIG_FILE).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn comments_inside_strings_are_kept() {
+        let config = Config::parse(r#"{"lobby": {"name": "a // b /* c */"}} // trailing"#).unwrap();
+        assert_eq!(config.lobby.name, "a // b /* c */");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse(r#"{"lobby": {"nmae": "x"}}"#).unwrap_err();
+        assert!(err.contains("lobby.nmae") || err.contains("nmae"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = Config::parse(r#"{"port": "eighty"}"#).unwrap_err();
+        assert!(err.contains("key `port`"), "{err}");
+    }
+
+    #[test]
+    fn zero_limit_is_rejected() {
+        let err = Config::parse(r#"{"maxMessageLength": 0}"#).unwrap_err();
+        assert!(err.contains("maxMessageLength"), "{err}");
+    }
+}

@@ -1,0 +1,201 @@
+//! The in-memory picture of who is online and who is in which room, and the fan-out
+//! of events to them. Every event is serialized once; recipients share the bytes.
+//!
+//! The state sits behind a std `Mutex`: it is only ever held for map operations and
+//! non-blocking queue pushes, never across an `.await`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::ws::Utf8Bytes;
+use broodlink_protocol::Event;
+
+use crate::session::Session;
+
+#[derive(Default)]
+pub struct Hub {
+    state: Mutex<HubState>,
+}
+
+#[derive(Default)]
+struct HubState {
+    /// Authenticated connections by session id.
+    sessions: HashMap<u64, Arc<Session>>,
+    /// Online agents and their connections, in connection order.
+    online: HashMap<String, Vec<u64>>,
+    /// Members of every live room except the lobby (whose members are all agents).
+    rooms: HashMap<String, HashSet<String>>,
+}
+
+/// Who an event goes to.
+pub enum Audience<'a> {
+    /// Every authenticated connection.
+    Everyone,
+    /// Every connection of these agents.
+    Agents(&'a [&'a str]),
+    /// Every connection of the room's current members, and of these other agents
+    /// (the agent an event concerns, who may just have left).
+    Room(&'a str, &'a [&'a str]),
+}
+
+/// Serializes an event as a JSON-RPC notification frame.
+pub fn frame(event: &Event) -> Utf8Bytes {
+    #[derive(serde::Serialize)]
+    struct Notification<'a> {
+        jsonrpc: &'static str,
+        #[serde(flatten)]
+        event: &'a Event,
+    }
+    // Our own event types always serialize.
+    let text = serde_json::to_string(&Notification { jsonrpc: "2.0", event }).unwrap_or_default();
+    Utf8Bytes::from(text)
+}
+
+impl Hub {
+    fn state(&self) -> MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loads room memberships at start.
+    pub fn set_members(&self, room_id: &str, members: impl IntoIterator<Item = String>) {
+        self.state().rooms.insert(room_id.to_owned(), members.into_iter().collect());
+    }
+
+    /// Adds an authenticated connection. Returns whether it is the agent's first.
+    pub fn connect(&self, session: Arc<Session>, agent_id: &str) -> bool {
+        let mut state = self.state();
+        let conns = state.online.entry(agent_id.to_owned()).or_default();
+        conns.push(session.id);
+        let first = conns.len() == 1;
+        state.sessions.insert(session.id, session);
+        first
+    }
+
+    /// Removes a connection. Returns the agent if this was its last connection.
+    pub fn disconnect(&self, session_id: u64) -> Option<String> {
+        let mut state = self.state();
+        let session = state.sessions.remove(&session_id)?;
+        let agent_id = session.identity()?.agent_id.clone();
+        let conns = state.online.get_mut(&agent_id)?;
+        conns.retain(|id| *id != session_id);
+        if conns.is_empty() {
+            state.online.remove(&agent_id);
+            Some(agent_id)
+        } else {
+            None
+        }
+    }
+
+    /// Removes every connection of an agent and returns them (to be told and closed).
+    pub fn take_agent(&self, agent_id: &str) -> Vec<Arc<Session>> {
+        let mut state = self.state();
+        let ids = state.online.remove(agent_id).unwrap_or_default();
+        ids.iter().filter_map(|id| state.sessions.remove(id)).collect()
+    }
+
+    /// Removes every connection.
+    pub fn take_all(&self) -> Vec<Arc<Session>> {
+        let mut state = self.state();
+        state.online.clear();
+        state.sessions.drain().map(|(_, s)| s).collect()
+    }
+
+    pub fn is_online(&self, agent_id: &str) -> bool {
+        self.state().online.contains_key(agent_id)
+    }
+
+    pub fn online_count(&self) -> usize {
+        self.state().online.len()
+    }
+
+    /// One `(agent id, display name)` per online agent, except `except`.
+    pub fn online_agents(&self, except: &str) -> Vec<(String, String)> {
+        let state = self.state();
+        state
+            .online
+            .iter()
+            .filter(|(agent, _)| agent.as_str() != except)
+            .filter_map(|(agent, conns)| {
+                let name = state.sessions.get(conns.first()?)?.identity()?.display_name.clone();
+                Some((agent.clone(), name))
+            })
+            .collect()
+    }
+
+    /// Whether `agent_id` is a member of a live room: `None` if the hub knows no such
+    /// room (deleted or never created). The lobby is not tracked here.
+    pub fn membership(&self, room_id: &str, agent_id: &str) -> Option<bool> {
+        self.state().rooms.get(room_id).map(|members| members.contains(agent_id))
+    }
+
+    /// The number of members of a live room.
+    pub fn member_count(&self, room_id: &str) -> usize {
+        self.state().rooms.get(room_id).map_or(0, HashSet::len)
+    }
+
+    /// The live rooms an agent is a member of.
+    pub fn rooms_of(&self, agent_id: &str) -> Vec<String> {
+        let state = self.state();
+        state.rooms.iter().filter(|(_, m)| m.contains(agent_id)).map(|(r, _)| r.clone()).collect()
+    }
+
+    pub fn add_member(&self, room_id: &str, agent_id: &str) {
+        self.state().rooms.entry(room_id.to_owned()).or_default().insert(agent_id.to_owned());
+    }
+
+    pub fn remove_member(&self, room_id: &str, agent_id: &str) {
+        if let Some(members) = self.state().rooms.get_mut(room_id) {
+            members.remove(agent_id);
+        }
+    }
+
+    /// Forgets an agent's memberships everywhere (it was revoked).
+    pub fn remove_agent_everywhere(&self, agent_id: &str) {
+        for members in self.state().rooms.values_mut() {
+            members.remove(agent_id);
+        }
+    }
+
+    /// Forgets a room and returns who was in it.
+    pub fn remove_room(&self, room_id: &str) -> Vec<String> {
+        self.state().rooms.remove(room_id).map(|m| m.into_iter().collect()).unwrap_or_default()
+    }
+
+    /// Sends an event to an audience, skipping the connection `except`.
+    pub fn send(&self, audience: Audience<'_>, event: &Event, except: Option<u64>) {
+        let bytes = frame(event);
+        let state = self.state();
+        let deliver = |conns: &Vec<u64>| {
+            for id in conns {
+                if Some(*id) == except {
+                    continue;
+                }
+                if let Some(session) = state.sessions.get(id) {
+                    session.push(bytes.clone());
+                }
+            }
+        };
+        match audience {
+            Audience::Everyone => state.online.values().for_each(deliver),
+            Audience::Agents(agents) => {
+                let mut seen = HashSet::new();
+                for agent in agents {
+                    if seen.insert(*agent) {
+                        if let Some(conns) = state.online.get(*agent) {
+                            deliver(conns);
+                        }
+                    }
+                }
+            }
+            Audience::Room(room_id, also) => {
+                let members = state.rooms.get(room_id);
+                let extra = also.iter().copied().filter(|a| !members.is_some_and(|m| m.contains(*a)));
+                for agent in members.into_iter().flatten().map(String::as_str).chain(extra) {
+                    if let Some(conns) = state.online.get(agent) {
+                        deliver(conns);
+                    }
+                }
+            }
+        }
+    }
+}

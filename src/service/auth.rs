@@ -1,0 +1,67 @@
+//! `auth`: binding a connection to an agent, and presence.
+
+use std::sync::Arc;
+
+use broodlink_protocol::{AuthResult, Event, LobbyRef, PresenceEvent};
+
+use super::views::role_of;
+use super::{check_text, now_ms, Linkspace, NAME_MAX};
+use crate::error::{ServiceError, ServiceResult};
+use crate::hub::{frame, Audience};
+use crate::keys;
+use crate::session::{Identity, Session};
+
+impl Linkspace {
+    pub async fn auth(
+        &self,
+        session: &Arc<Session>,
+        api_key: String,
+        display_name: Option<String>,
+    ) -> ServiceResult<AuthResult> {
+        if session.identity().is_some() {
+            return Err(ServiceError::Forbidden("this connection is already authenticated"));
+        }
+        let display_name = display_name.map(|n| check_text("displayName", &n, NAME_MAX)).transpose()?;
+        let key_hash = keys::hash(&api_key);
+
+        // Under the write lock, so a concurrent ban or revoke cannot slip between the
+        // key check and the connection going live.
+        let _guard = self.write().await;
+        let agent = self.store.agent_by_key_hash(&key_hash).await?.ok_or(ServiceError::AuthFailed)?;
+        if agent.banned {
+            return Err(ServiceError::Banned);
+        }
+        let identity = Identity {
+            agent_id: agent.id.clone(),
+            role: role_of(&agent.role),
+            display_name: display_name.unwrap_or(agent.display_name),
+        };
+        // Events for this connection wait until its `auth` response has been sent.
+        session.hold_events();
+        if !session.authenticate(identity.clone()) {
+            session.release_held();
+            return Err(ServiceError::Forbidden("this connection is already authenticated"));
+        }
+        for (agent_id, display_name) in self.hub.online_agents(&agent.id) {
+            session.push(frame(&Event::Presence(PresenceEvent { agent_id, display_name, online: true })));
+        }
+        if self.hub.connect(session.clone(), &agent.id) {
+            let event = Event::Presence(PresenceEvent {
+                agent_id: agent.id.clone(),
+                display_name: identity.display_name.clone(),
+                online: true,
+            });
+            self.hub.send(Audience::Everyone, &event, Some(session.id));
+        }
+        self.store.set_last_seen(&agent.id, now_ms()).await?;
+
+        Ok(AuthResult {
+            status: "ok".into(),
+            agent_id: identity.agent_id,
+            role: identity.role,
+            display_name: identity.display_name,
+            lobby: LobbyRef { room_id: self.lobby_id.clone(), name: self.config.lobby.name.clone() },
+            motd: self.store.setting(super::lobby::MOTD).await?,
+        })
+    }
+}

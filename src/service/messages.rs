@@ -1,0 +1,142 @@
+//! Messages: room messages, direct messages and their removal.
+
+use broodlink_protocol::{DmEvent, Event, MessageEvent, MessageRemovedEvent, RemoveResult, SendResult};
+
+use super::views::message_view;
+use super::{check_optional_text, new_id, now_ms, Caller, Linkspace, REASON_MAX};
+use crate::error::{ServiceError, ServiceResult};
+use crate::hub::Audience;
+use crate::store::MessageRow;
+
+impl Linkspace {
+    pub async fn message_send(&self, caller: &Caller<'_>, room_id: String, content: String) -> ServiceResult<SendResult> {
+        self.check_content(&content)?;
+        let clock = &mut self.write().await;
+        let in_lobby = self.is_lobby(&room_id);
+        if !in_lobby {
+            match self.hub.membership(&room_id, caller.agent_id()) {
+                None => return Err(ServiceError::RoomNotFound),
+                Some(false) => return Err(ServiceError::NotAMember),
+                Some(true) => {}
+            }
+        }
+        let (seq, timestamp) = clock.tick();
+        let row = MessageRow {
+            seq,
+            id: new_id(),
+            room_id,
+            sender_id: caller.agent_id().to_owned(),
+            sender_name: caller.identity.display_name.clone(),
+            content,
+            to_agent_id: None,
+            timestamp,
+            removed_by: None,
+            removed_reason: None,
+        };
+        let lobby_keep = in_lobby.then_some(self.config.lobby.history_limit);
+        self.store.insert_message(&row, lobby_keep).await?;
+
+        let result = SendResult { message_id: row.id.clone(), timestamp, seq };
+        let room_id = row.room_id.clone();
+        let event = Event::Message(MessageEvent { room_id: room_id.clone(), message: message_view(row) });
+        let audience = if in_lobby { Audience::Everyone } else { Audience::Room(&room_id, &[]) };
+        self.hub.send(audience, &event, Some(caller.session.id));
+        Ok(result)
+    }
+
+    pub async fn message_dm(&self, caller: &Caller<'_>, to_agent_id: String, content: String) -> ServiceResult<SendResult> {
+        self.check_content(&content)?;
+        let clock = &mut self.write().await;
+        if self.store.agent(&to_agent_id).await?.is_none() {
+            return Err(ServiceError::AgentNotFound);
+        }
+        let (seq, timestamp) = clock.tick();
+        let row = MessageRow {
+            seq,
+            id: new_id(),
+            room_id: self.lobby_id.clone(),
+            sender_id: caller.agent_id().to_owned(),
+            sender_name: caller.identity.display_name.clone(),
+            content,
+            to_agent_id: Some(to_agent_id.clone()),
+            timestamp,
+            removed_by: None,
+            removed_reason: None,
+        };
+        self.store.insert_message(&row, None).await?;
+        let result = SendResult { message_id: row.id.clone(), timestamp, seq };
+        let event = Event::Dm(DmEvent {
+            from_agent_id: row.sender_id,
+            from_display_name: row.sender_name,
+            to_agent_id: to_agent_id.clone(),
+            content: row.content,
+            message_id: row.id,
+            timestamp,
+            seq,
+        });
+        self.hub.send(Audience::Agents(&[&to_agent_id]), &event, Some(caller.session.id));
+        Ok(result)
+    }
+
+    pub async fn message_remove(
+        &self,
+        caller: &Caller<'_>,
+        message_id: String,
+        reason: Option<String>,
+    ) -> ServiceResult<RemoveResult> {
+        let reason = check_optional_text("reason", reason, REASON_MAX)?;
+        let _guard = self.write().await;
+        let message = self.store.message(&message_id).await?.ok_or(ServiceError::MessageNotFound)?;
+        let me = caller.agent_id();
+        let is_sender = message.sender_id == me;
+        // A DM exists only for its two parties (and the controller); a room message for
+        // those who may read the room.
+        let visible = match &message.to_agent_id {
+            Some(to) => is_sender || to == me || caller.is_controller(),
+            None => {
+                self.is_lobby(&message.room_id)
+                    || is_sender
+                    || caller.is_controller()
+                    || self.hub.membership(&message.room_id, me) == Some(true)
+            }
+        };
+        if !visible {
+            return Err(ServiceError::MessageNotFound);
+        }
+        let owns_room = message.to_agent_id.is_none()
+            && self.store.room(&message.room_id).await?.is_some_and(|room| room.owner_id == me);
+        if !(is_sender || owns_room || caller.is_controller()) {
+            return Err(ServiceError::Forbidden("only the sender, the room's owner or the controller may remove a message"));
+        }
+        if message.removed_by.is_some() {
+            return Err(ServiceError::AlreadyRemoved);
+        }
+        self.store.mark_removed(&message_id, me, reason.as_deref(), now_ms()).await?;
+
+        let event = Event::MessageRemoved(MessageRemovedEvent {
+            message_id: message_id.clone(),
+            room_id: message.room_id.clone(),
+            removed_by: me.to_owned(),
+            reason,
+        });
+        match &message.to_agent_id {
+            Some(to) => self.hub.send(Audience::Agents(&[&message.sender_id, to]), &event, None),
+            None if self.is_lobby(&message.room_id) => self.hub.send(Audience::Everyone, &event, None),
+            None => self.hub.send(Audience::Room(&message.room_id, &[&message.sender_id]), &event, None),
+        }
+        Ok(RemoveResult { ok: true, message_id, room_id: message.room_id })
+    }
+
+    /// Content must be 1 to `maxMessageLength` Unicode scalar values.
+    fn check_content(&self, content: &str) -> ServiceResult<()> {
+        if content.is_empty() {
+            return Err(ServiceError::InvalidParams("`content` must not be empty".into()));
+        }
+        let max = self.config.max_message_length;
+        // Cheap bound first: a string has at least len/4 characters.
+        if content.len() > max as usize && content.chars().count() > max as usize {
+            return Err(ServiceError::MessageTooLong(max));
+        }
+        Ok(())
+    }
+}

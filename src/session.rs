@@ -1,0 +1,139 @@
+//! One WebSocket connection: who it is (once authenticated), and the queue its
+//! writer task drains. Handlers reach the session through the call's extensions.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use axum::extract::ws::Utf8Bytes;
+use broodlink_protocol::Role;
+use tokio::sync::{mpsc, Notify};
+
+/// What the writer task sends next.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A text frame: a response or an event (events share one allocation across recipients).
+    Frame(Utf8Bytes),
+    /// Close the WebSocket with this reason.
+    Close(String),
+}
+
+/// The agent a connection authenticated as.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub agent_id: String,
+    pub role: Role,
+    /// The registered name, or the `displayName` given to `auth` for this session.
+    pub display_name: String,
+}
+
+impl Identity {
+    pub fn is_controller(&self) -> bool {
+        self.role == Role::Controller
+    }
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub id: u64,
+    pub remote: SocketAddr,
+    identity: OnceLock<Identity>,
+    outbound: mpsc::Sender<Outbound>,
+    /// While `Some`, events are parked here instead of queued: `auth` holds them so
+    /// that its response goes out before any event, then the transport releases them.
+    held: Mutex<Option<Vec<Utf8Bytes>>>,
+    closed: AtomicBool,
+    /// Wakes the reader loop when the server closes the connection.
+    close_signal: Notify,
+}
+
+impl Session {
+    pub fn new(id: u64, remote: SocketAddr, outbound: mpsc::Sender<Outbound>) -> Session {
+        Session {
+            id,
+            remote,
+            identity: OnceLock::new(),
+            outbound,
+            held: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            close_signal: Notify::new(),
+        }
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.get()
+    }
+
+    /// Binds the connection to an agent. Returns false if it already was.
+    pub fn authenticate(&self, identity: Identity) -> bool {
+        self.identity.set(identity).is_ok()
+    }
+
+    /// Queues an event frame without waiting. A client whose queue is full is not
+    /// reading; it is disconnected rather than allowed to grow server memory.
+    pub fn push(&self, frame: Utf8Bytes) {
+        if self.is_closed() {
+            return;
+        }
+        {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(held) = held.as_mut() {
+                held.push(frame);
+                return;
+            }
+        }
+        if self.outbound.try_send(Outbound::Frame(frame)).is_err() {
+            tracing::warn!(conn = self.id, "outbound queue full; disconnecting slow consumer");
+            self.close_now();
+        }
+    }
+
+    /// Queues a response, waiting for room: the client's own requests are throttled by
+    /// its own reading speed.
+    pub async fn respond(&self, frame: Utf8Bytes) {
+        let _ = self.outbound.send(Outbound::Frame(frame)).await;
+    }
+
+    /// Parks events until [`Session::release_held`].
+    pub fn hold_events(&self) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.get_or_insert_with(Vec::new);
+    }
+
+    /// Queues the parked events, in order, and stops parking.
+    pub fn release_held(&self) {
+        let frames = self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+        for frame in frames.into_iter().flatten() {
+            self.push(frame);
+        }
+    }
+
+    /// Sends `frame` (a `disconnected` event) and closes the connection.
+    pub fn disconnect(&self, frame: Utf8Bytes, reason: &str) {
+        self.release_held();
+        self.push(frame);
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let _ = self.outbound.try_send(Outbound::Close(reason.to_owned()));
+            self.close_signal.notify_one();
+        }
+    }
+
+    /// Closes without a goodbye (the queue may be full).
+    fn close_now(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.close_signal.notify_one();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the server has decided to close this connection.
+    pub async fn closed(&self) {
+        if self.is_closed() {
+            return;
+        }
+        self.close_signal.notified().await;
+    }
+}

@@ -1,0 +1,154 @@
+//! The network edge: an axum router that upgrades `/` to a WebSocket (and answers
+//! `GET /healthz`), and per connection a reader loop and one writer task.
+//!
+//! The reader handles one frame at a time, so a connection's requests are answered in
+//! the order sent. Responses and events share one bounded queue, drained by the
+//! writer, which batches whatever is queued into one flush.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use broodlink_protocol::ErrorCode;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::dispatch::Dispatcher;
+use crate::service::Linkspace;
+use crate::session::{Outbound, Session};
+
+/// Frames a connection may have queued before it counts as a slow consumer.
+const OUTBOUND_QUEUE: usize = 1024;
+
+pub struct Transport {
+    pub linkspace: Arc<Linkspace>,
+    pub dispatcher: Dispatcher,
+    /// The largest frame the WebSocket layer will read at all; frames between the
+    /// dispatcher's limit and this get a JSON-RPC error instead of a closed socket.
+    pub max_frame_bytes: usize,
+    next_session: AtomicU64,
+    /// Each connection task holds a clone; shutdown waits until all are dropped.
+    pub(crate) alive: mpsc::Sender<()>,
+}
+
+impl Transport {
+    pub fn new(linkspace: Arc<Linkspace>, dispatcher: Dispatcher, max_frame_bytes: usize, alive: mpsc::Sender<()>) -> Self {
+        Transport { linkspace, dispatcher, max_frame_bytes, next_session: AtomicU64::new(1), alive }
+    }
+}
+
+pub fn router(transport: Arc<Transport>) -> Router {
+    Router::new().route("/", get(upgrade)).route("/healthz", get(healthz)).with_state(transport)
+}
+
+async fn healthz(State(transport): State<Arc<Transport>>) -> impl IntoResponse {
+    Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "onlineAgents": transport.linkspace.online_agents(),
+    }))
+}
+
+async fn upgrade(
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    State(transport): State<Arc<Transport>>,
+) -> Response {
+    let Ok(ws) = ws else {
+        let text = "BroodLink speaks JSON-RPC 2.0 over WebSocket: connect with a WebSocket client to this URL.\n";
+        return (StatusCode::UPGRADE_REQUIRED, text).into_response();
+    };
+    ws.max_message_size(transport.max_frame_bytes)
+        .max_frame_size(transport.max_frame_bytes)
+        .on_upgrade(move |socket| connection(socket, remote, transport))
+}
+
+async fn connection(socket: WebSocket, remote: SocketAddr, transport: Arc<Transport>) {
+    let _alive = transport.alive.clone();
+    let id = transport.next_session.fetch_add(1, Ordering::Relaxed);
+    let (sink, stream) = socket.split();
+    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let session = Arc::new(Session::new(id, remote, tx));
+    tracing::debug!(conn = id, %remote, "connected");
+
+    let writer = tokio::spawn(write_loop(sink, rx));
+    read_loop(stream, &session, &transport).await;
+    transport.linkspace.connection_closed(&session).await;
+    // Dropping the last sender lets the writer drain what is queued and finish.
+    drop(session);
+    let _ = writer.await;
+    tracing::debug!(conn = id, "disconnected");
+}
+
+async fn read_loop(mut stream: SplitStream<WebSocket>, session: &Arc<Session>, transport: &Transport) {
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => message,
+            _ = session.closed() => return,
+        };
+        let text = match message {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(_))) => {
+                let error = serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": null,
+                    "error": {
+                        "code": ErrorCode::InvalidRequest.code(),
+                        "message": "binary frames are not supported: send each JSON-RPC request as a text frame",
+                    },
+                });
+                session.respond(Utf8Bytes::from(error.to_string())).await;
+                continue;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+        };
+        if let Some(response) = transport.dispatcher.frame(session, text.as_str()).await {
+            session.respond(Utf8Bytes::from(response)).await;
+        }
+        // Events held back during `auth` follow its response.
+        session.release_held();
+    }
+}
+
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Receiver<Outbound>) {
+    while let Some(first) = queue.recv().await {
+        let mut next = Some(first);
+        while let Some(item) = next {
+            match item {
+                Outbound::Frame(frame) => {
+                    if sink.feed(Message::Text(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                Outbound::Close(reason) => {
+                    let frame = CloseFrame { code: 1000, reason: Utf8Bytes::from(truncate(&reason, 123)) };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    return;
+                }
+            }
+            next = queue.try_recv().ok();
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// Cuts `text` to at most `max` bytes at a character boundary (close reasons are
+/// limited to 123 bytes).
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}

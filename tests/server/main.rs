@@ -1,0 +1,6 @@
+//! End-to-end tests over real WebSockets against an in-process server with a real
+//! SQLite file. One module per area; helpers in `harness`.
+
+mod harness;
+
+mod auth;
