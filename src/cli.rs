@@ -103,11 +103,8 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         };
         let addr = server.local_addr();
-        let url = if addr.ip().is_unspecified() {
-            format!("ws://127.0.0.1:{}", addr.port())
-        } else {
-            format!("ws://{addr}")
-        };
+        let url =
+            if addr.ip().is_unspecified() { format!("ws://127.0.0.1:{}", addr.port()) } else { format!("ws://{addr}") };
         if let Some(key) = &server.new_controller_key {
             print_controller_key(key, &url, &data_dir);
         }

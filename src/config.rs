@@ -82,8 +82,8 @@ impl Config {
             Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(source) => return Err(ConfigError::Read { path: path.to_owned(), source }),
         };
-        let mut config = Config::parse(&text)
-            .map_err(|problem| ConfigError::Invalid { path: path.to_owned(), problem })?;
+        let mut config =
+            Config::parse(&text).map_err(|problem| ConfigError::Invalid { path: path.to_owned(), problem })?;
         config.database = resolve(path.parent().unwrap_or(Path::new(".")), &config.database);
         Ok(config)
     }

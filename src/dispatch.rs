@@ -63,7 +63,9 @@ impl Dispatcher {
         let batch: Vec<&RawValue> = match serde_json::from_str(text) {
             Ok(batch) => batch,
             Err(e) if e.is_syntax() || e.is_eof() => return Some(parse_error(&e)),
-            Err(_) => return Some(error_response(None, ErrorCode::InvalidRequest, "batch must be an array of requests")),
+            Err(_) => {
+                return Some(error_response(None, ErrorCode::InvalidRequest, "batch must be an array of requests"))
+            }
         };
         if batch.is_empty() {
             return Some(error_response(None, ErrorCode::InvalidRequest, "empty batch"));

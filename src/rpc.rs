@@ -45,7 +45,12 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.agent_invite(&caller(ext)?, display_name).await?)
     }
 
-    async fn agent_revoke(&self, ext: &Extensions, agent_id: String, reason: Option<String>) -> RpcResult<AgentActionResult> {
+    async fn agent_revoke(
+        &self,
+        ext: &Extensions,
+        agent_id: String,
+        reason: Option<String>,
+    ) -> RpcResult<AgentActionResult> {
         Ok(self.linkspace.agent_revoke(&caller(ext)?, agent_id, reason).await?)
     }
 
@@ -53,11 +58,21 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.agent_list(&caller(ext)?).await?)
     }
 
-    async fn agent_kick(&self, ext: &Extensions, agent_id: String, reason: Option<String>) -> RpcResult<AgentActionResult> {
+    async fn agent_kick(
+        &self,
+        ext: &Extensions,
+        agent_id: String,
+        reason: Option<String>,
+    ) -> RpcResult<AgentActionResult> {
         Ok(self.linkspace.agent_kick(&caller(ext)?, agent_id, reason).await?)
     }
 
-    async fn agent_ban(&self, ext: &Extensions, agent_id: String, reason: Option<String>) -> RpcResult<AgentActionResult> {
+    async fn agent_ban(
+        &self,
+        ext: &Extensions,
+        agent_id: String,
+        reason: Option<String>,
+    ) -> RpcResult<AgentActionResult> {
         Ok(self.linkspace.agent_ban(&caller(ext)?, agent_id, reason).await?)
     }
 
@@ -104,7 +119,12 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.room_history(&caller(ext)?, query).await?)
     }
 
-    async fn room_invite(&self, ext: &Extensions, room_id: String, agent_id: String) -> RpcResult<RoomMemberActionResult> {
+    async fn room_invite(
+        &self,
+        ext: &Extensions,
+        room_id: String,
+        agent_id: String,
+    ) -> RpcResult<RoomMemberActionResult> {
         Ok(self.linkspace.room_invite(&caller(ext)?, room_id, agent_id).await?)
     }
 
@@ -118,7 +138,12 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.room_kick(&caller(ext)?, room_id, agent_id, reason).await?)
     }
 
-    async fn room_visibility(&self, ext: &Extensions, room_id: String, visibility: Visibility) -> RpcResult<RoomResult> {
+    async fn room_visibility(
+        &self,
+        ext: &Extensions,
+        room_id: String,
+        visibility: Visibility,
+    ) -> RpcResult<RoomResult> {
         Ok(self.linkspace.room_visibility(&caller(ext)?, room_id, visibility).await?)
     }
 
@@ -148,7 +173,12 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.message_dm(&caller(ext)?, to_agent_id, content).await?)
     }
 
-    async fn message_remove(&self, ext: &Extensions, message_id: String, reason: Option<String>) -> RpcResult<RemoveResult> {
+    async fn message_remove(
+        &self,
+        ext: &Extensions,
+        message_id: String,
+        reason: Option<String>,
+    ) -> RpcResult<RemoveResult> {
         Ok(self.linkspace.message_remove(&caller(ext)?, message_id, reason).await?)
     }
 

@@ -86,7 +86,8 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         let dispatcher = Dispatcher::new(Rpc::new(self.linkspace.clone()).into_rpc(), self.max_request_bytes);
-        let transport = Arc::new(Transport::new(self.linkspace.clone(), dispatcher, self.max_request_bytes * 2, alive_tx));
+        let transport =
+            Arc::new(Transport::new(self.linkspace.clone(), dispatcher, self.max_request_bytes * 2, alive_tx));
         let app = transport::router(transport.clone()).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await?;
 

@@ -39,7 +39,12 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn new(linkspace: Arc<Linkspace>, dispatcher: Dispatcher, max_frame_bytes: usize, alive: mpsc::Sender<()>) -> Self {
+    pub fn new(
+        linkspace: Arc<Linkspace>,
+        dispatcher: Dispatcher,
+        max_frame_bytes: usize,
+        alive: mpsc::Sender<()>,
+    ) -> Self {
         Transport { linkspace, dispatcher, max_frame_bytes, next_session: AtomicU64::new(1), alive }
     }
 }

@@ -40,7 +40,8 @@ impl Linkspace {
         agent_id: String,
         reason: Option<String>,
     ) -> ServiceResult<AgentActionResult> {
-        let reason = check_optional_text("reason", reason, REASON_MAX)?.unwrap_or_else(|| "kicked by the controller".into());
+        let reason =
+            check_optional_text("reason", reason, REASON_MAX)?.unwrap_or_else(|| "kicked by the controller".into());
         let _guard = self.write().await;
         self.moderation_target(caller, &agent_id).await?;
         let disconnected = self.disconnect_agent(&agent_id, &reason).await;
@@ -53,7 +54,8 @@ impl Linkspace {
         agent_id: String,
         reason: Option<String>,
     ) -> ServiceResult<AgentActionResult> {
-        let reason = check_optional_text("reason", reason, REASON_MAX)?.unwrap_or_else(|| "banned by the controller".into());
+        let reason =
+            check_optional_text("reason", reason, REASON_MAX)?.unwrap_or_else(|| "banned by the controller".into());
         let _guard = self.write().await;
         self.moderation_target(caller, &agent_id).await?;
         self.store.set_banned(&agent_id, true).await?;
@@ -75,7 +77,8 @@ impl Linkspace {
         agent_id: String,
         reason: Option<String>,
     ) -> ServiceResult<AgentActionResult> {
-        let reason = check_optional_text("reason", reason, REASON_MAX)?.unwrap_or_else(|| "revoked by the controller".into());
+        let reason =
+            check_optional_text("reason", reason, REASON_MAX)?.unwrap_or_else(|| "revoked by the controller".into());
         let _guard = self.write().await;
         self.moderation_target(caller, &agent_id).await?;
         let owned: Vec<String> = self

@@ -9,7 +9,12 @@ use crate::hub::Audience;
 use crate::store::MessageRow;
 
 impl Linkspace {
-    pub async fn message_send(&self, caller: &Caller<'_>, room_id: String, content: String) -> ServiceResult<SendResult> {
+    pub async fn message_send(
+        &self,
+        caller: &Caller<'_>,
+        room_id: String,
+        content: String,
+    ) -> ServiceResult<SendResult> {
         self.check_content(&content)?;
         let clock = &mut self.write().await;
         let in_lobby = self.is_lobby(&room_id);
@@ -44,7 +49,12 @@ impl Linkspace {
         Ok(result)
     }
 
-    pub async fn message_dm(&self, caller: &Caller<'_>, to_agent_id: String, content: String) -> ServiceResult<SendResult> {
+    pub async fn message_dm(
+        &self,
+        caller: &Caller<'_>,
+        to_agent_id: String,
+        content: String,
+    ) -> ServiceResult<SendResult> {
         self.check_content(&content)?;
         let clock = &mut self.write().await;
         if self.store.agent(&to_agent_id).await?.is_none() {
@@ -106,7 +116,9 @@ impl Linkspace {
         let owns_room = message.to_agent_id.is_none()
             && self.store.room(&message.room_id).await?.is_some_and(|room| room.owner_id == me);
         if !(is_sender || owns_room || caller.is_controller()) {
-            return Err(ServiceError::Forbidden("only the sender, the room's owner or the controller may remove a message"));
+            return Err(ServiceError::Forbidden(
+                "only the sender, the room's owner or the controller may remove a message",
+            ));
         }
         if message.removed_by.is_some() {
             return Err(ServiceError::AlreadyRemoved);

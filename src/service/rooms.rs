@@ -1,9 +1,9 @@
 //! Rooms: create, list, join, leave, info, history, and the owner's operations.
 
 use broodlink_protocol::{
-    Event, HistoryResult, KickedEvent, Member, RoomActionResult, RoomCreatedEvent, RoomDeletedEvent,
-    RoomInfoResult, RoomInvitedEvent, RoomJoinedEvent, RoomLeftEvent, RoomListResult, RoomMemberActionResult,
-    RoomOwnerChangedEvent, RoomResult, RoomUpdatedEvent, RoomVisibilityChangedEvent, Visibility,
+    Event, HistoryResult, KickedEvent, Member, RoomActionResult, RoomCreatedEvent, RoomDeletedEvent, RoomInfoResult,
+    RoomInvitedEvent, RoomJoinedEvent, RoomLeftEvent, RoomListResult, RoomMemberActionResult, RoomOwnerChangedEvent,
+    RoomResult, RoomUpdatedEvent, RoomVisibilityChangedEvent, Visibility,
 };
 
 use super::views::{message_view, role_of};
@@ -228,7 +228,8 @@ impl Linkspace {
         let room = self.owned_room(caller, &room_id).await?;
         if room.visibility != visibility.as_str() {
             self.store.set_visibility(&room_id, visibility.as_str()).await?;
-            let event = Event::RoomVisibilityChanged(RoomVisibilityChangedEvent { room_id: room_id.clone(), visibility });
+            let event =
+                Event::RoomVisibilityChanged(RoomVisibilityChangedEvent { room_id: room_id.clone(), visibility });
             self.hub.send(Audience::Room(&room_id, &[]), &event, None);
         }
         Ok(RoomResult { room: self.current_room(caller, &room_id).await? })

@@ -131,20 +131,12 @@ impl Store {
     }
 
     pub async fn set_banned(&self, id: &str, banned: bool) -> StoreResult<()> {
-        sqlx::query("UPDATE agents SET banned = ? WHERE id = ?")
-            .bind(banned)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("UPDATE agents SET banned = ? WHERE id = ?").bind(banned).bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
     pub async fn set_last_seen(&self, id: &str, at: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE agents SET last_seen = ? WHERE id = ?")
-            .bind(at)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("UPDATE agents SET last_seen = ? WHERE id = ?").bind(at).bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -275,11 +267,7 @@ impl Store {
     /// same transaction), so they can leave and rejoin.
     pub async fn set_visibility(&self, id: &str, visibility: &str) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE rooms SET visibility = ? WHERE id = ?")
-            .bind(visibility)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("UPDATE rooms SET visibility = ? WHERE id = ?").bind(visibility).bind(id).execute(&mut *tx).await?;
         if visibility == "private" {
             sqlx::query("UPDATE room_members SET invited = 1 WHERE room_id = ? AND is_member = 1")
                 .bind(id)
@@ -293,11 +281,7 @@ impl Store {
     /// Makes `owner_id` the owner and a member.
     pub async fn take_ownership(&self, id: &str, owner_id: &str, now: i64) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE rooms SET owner_id = ? WHERE id = ?")
-            .bind(owner_id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("UPDATE rooms SET owner_id = ? WHERE id = ?").bind(owner_id).bind(id).execute(&mut *tx).await?;
         upsert_member(&mut tx, id, owner_id, now).await?;
         tx.commit().await?;
         Ok(())
@@ -396,8 +380,7 @@ impl Store {
     }
 
     pub async fn max_timestamp(&self) -> StoreResult<i64> {
-        let max: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(timestamp) FROM messages").fetch_one(&self.pool).await?;
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(timestamp) FROM messages").fetch_one(&self.pool).await?;
         Ok(max.unwrap_or(0))
     }
 

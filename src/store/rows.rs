@@ -2,8 +2,7 @@
 
 use sqlx::FromRow;
 
-pub(super) const AGENT_COLUMNS: &str =
-    "SELECT id, display_name, role, banned, created_at, last_seen FROM agents";
+pub(super) const AGENT_COLUMNS: &str = "SELECT id, display_name, role, banned, created_at, last_seen FROM agents";
 pub(super) const ROOM_COLUMNS: &str =
     "SELECT id, name, description, owner_id, visibility, is_lobby, created_at, deleted_at FROM rooms";
 pub(super) const MESSAGE_COLUMNS: &str = "SELECT seq, id, room_id, sender_id, sender_name, content, to_agent_id, \

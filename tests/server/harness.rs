@@ -76,7 +76,10 @@ impl TestServer {
             let _ = tx.send(());
         }
         if let Some(handle) = self.handle.take() {
-            tokio::time::timeout(Duration::from_secs(15), handle).await.expect("server stops in time").expect("server task");
+            tokio::time::timeout(Duration::from_secs(15), handle)
+                .await
+                .expect("server stops in time")
+                .expect("server task");
         }
     }
 
@@ -219,13 +222,9 @@ impl Client {
     }
 
     async fn response_to(&mut self, id: &Value) -> Value {
-        loop {
-            let frame = self.next_response().await;
-            if frame.get("id") == Some(id) {
-                return frame;
-            }
-            panic!("unexpected response {frame} while waiting for id {id}");
-        }
+        let frame = self.next_response().await;
+        assert_eq!(frame.get("id"), Some(id), "unexpected response {frame} while waiting for id {id}");
+        frame
     }
 
     /// Reads one frame (with the test timeout); `None` once the server has closed.
@@ -234,7 +233,8 @@ impl Client {
             return None;
         }
         loop {
-            let message = tokio::time::timeout(TIMEOUT, self.socket.next()).await.expect("timed out waiting for a frame");
+            let message =
+                tokio::time::timeout(TIMEOUT, self.socket.next()).await.expect("timed out waiting for a frame");
             match message {
                 Some(Ok(Message::Text(text))) => {
                     return Some(serde_json::from_str(text.as_str()).expect("server sent valid JSON"));
