@@ -30,6 +30,11 @@ pub enum StartError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open the database {path}: {source}")]
     Database { path: PathBuf, source: StoreError },
+    #[error(
+        "tailscale.enabled is set, but binding to the Tailscale interface is not supported by this build yet; \
+         set \"tailscale\": {{\"enabled\": false}} and \"host\" to your Tailscale address instead"
+    )]
+    TailscaleUnsupported,
     #[error("cannot listen on {addr}: {source} (is another server using that port? stop it or pass --port)")]
     Bind { addr: String, source: std::io::Error },
 }
@@ -47,6 +52,10 @@ impl Server {
     /// run) and binds the listener. `data_dir` is where `docs/` lives; `None` (tests
     /// with `":memory:"`) uses the built-in docs.
     pub async fn open(config: Config, data_dir: Option<&Path>) -> Result<Server, StartError> {
+        // Never fall back to a wider bind than the operator asked for.
+        if config.tailscale.enabled {
+            return Err(StartError::TailscaleUnsupported);
+        }
         let database = config.database.clone();
         let db_error = |source| StartError::Database { path: database.clone(), source };
         if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
