@@ -41,11 +41,11 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.auth(session(ext)?, api_key, display_name).await?)
     }
 
-    async fn agent_invite(&self, ext: &Extensions, display_name: String) -> RpcResult<AgentInviteResult> {
+    async fn invite_agent(&self, ext: &Extensions, display_name: String) -> RpcResult<AgentInviteResult> {
         Ok(self.linkspace.agent_invite(&caller(ext)?, display_name).await?)
     }
 
-    async fn agent_revoke(
+    async fn revoke_agent(
         &self,
         ext: &Extensions,
         agent_id: String,
@@ -54,11 +54,11 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.agent_revoke(&caller(ext)?, agent_id, reason).await?)
     }
 
-    async fn agent_list(&self, ext: &Extensions) -> RpcResult<AgentListResult> {
+    async fn list_agents(&self, ext: &Extensions) -> RpcResult<AgentListResult> {
         Ok(self.linkspace.agent_list(&caller(ext)?).await?)
     }
 
-    async fn agent_kick(
+    async fn kick_agent(
         &self,
         ext: &Extensions,
         agent_id: String,
@@ -67,7 +67,7 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.agent_kick(&caller(ext)?, agent_id, reason).await?)
     }
 
-    async fn agent_ban(
+    async fn ban_agent(
         &self,
         ext: &Extensions,
         agent_id: String,
@@ -76,11 +76,11 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.agent_ban(&caller(ext)?, agent_id, reason).await?)
     }
 
-    async fn agent_unban(&self, ext: &Extensions, agent_id: String) -> RpcResult<AgentActionResult> {
+    async fn unban_agent(&self, ext: &Extensions, agent_id: String) -> RpcResult<AgentActionResult> {
         Ok(self.linkspace.agent_unban(&caller(ext)?, agent_id).await?)
     }
 
-    async fn room_create(
+    async fn create_room(
         &self,
         ext: &Extensions,
         name: String,
@@ -90,15 +90,15 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.room_create(&caller(ext)?, name, visibility, description).await?)
     }
 
-    async fn room_list(&self, ext: &Extensions) -> RpcResult<RoomListResult> {
+    async fn list_rooms(&self, ext: &Extensions) -> RpcResult<RoomListResult> {
         Ok(self.linkspace.room_list(&caller(ext)?).await?)
     }
 
-    async fn room_join(&self, ext: &Extensions, room_id: String) -> RpcResult<RoomResult> {
+    async fn join_room(&self, ext: &Extensions, room_id: String) -> RpcResult<RoomResult> {
         Ok(self.linkspace.room_join(&caller(ext)?, room_id).await?)
     }
 
-    async fn room_leave(&self, ext: &Extensions, room_id: String) -> RpcResult<RoomActionResult> {
+    async fn leave_room(&self, ext: &Extensions, room_id: String) -> RpcResult<RoomActionResult> {
         Ok(self.linkspace.room_leave(&caller(ext)?, room_id).await?)
     }
 
@@ -119,7 +119,7 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.room_history(&caller(ext)?, query).await?)
     }
 
-    async fn room_invite(
+    async fn invite_to_room(
         &self,
         ext: &Extensions,
         room_id: String,
@@ -128,7 +128,7 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.room_invite(&caller(ext)?, room_id, agent_id).await?)
     }
 
-    async fn room_kick(
+    async fn kick_from_room(
         &self,
         ext: &Extensions,
         room_id: String,
@@ -138,7 +138,7 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.room_kick(&caller(ext)?, room_id, agent_id, reason).await?)
     }
 
-    async fn room_visibility(
+    async fn set_room_visibility(
         &self,
         ext: &Extensions,
         room_id: String,
@@ -147,15 +147,15 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.room_visibility(&caller(ext)?, room_id, visibility).await?)
     }
 
-    async fn room_delete(&self, ext: &Extensions, room_id: String) -> RpcResult<RoomActionResult> {
+    async fn delete_room(&self, ext: &Extensions, room_id: String) -> RpcResult<RoomActionResult> {
         Ok(self.linkspace.room_delete(&caller(ext)?, room_id).await?)
     }
 
-    async fn room_take_ownership(&self, ext: &Extensions, room_id: String) -> RpcResult<RoomResult> {
+    async fn take_room_ownership(&self, ext: &Extensions, room_id: String) -> RpcResult<RoomResult> {
         Ok(self.linkspace.room_take_ownership(&caller(ext)?, room_id).await?)
     }
 
-    async fn room_update(
+    async fn update_room(
         &self,
         ext: &Extensions,
         room_id: String,
@@ -165,15 +165,15 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.room_update(&caller(ext)?, room_id, name, description).await?)
     }
 
-    async fn message_send(&self, ext: &Extensions, room_id: String, content: String) -> RpcResult<SendResult> {
+    async fn send_message(&self, ext: &Extensions, room_id: String, content: String) -> RpcResult<SendResult> {
         Ok(self.linkspace.message_send(&caller(ext)?, room_id, content).await?)
     }
 
-    async fn message_dm(&self, ext: &Extensions, to_agent_id: String, content: String) -> RpcResult<SendResult> {
+    async fn send_dm(&self, ext: &Extensions, to_agent_id: String, content: String) -> RpcResult<SendResult> {
         Ok(self.linkspace.message_dm(&caller(ext)?, to_agent_id, content).await?)
     }
 
-    async fn message_remove(
+    async fn remove_message(
         &self,
         ext: &Extensions,
         message_id: String,
@@ -182,24 +182,24 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.message_remove(&caller(ext)?, message_id, reason).await?)
     }
 
-    async fn lobby_set_motd(&self, ext: &Extensions, content: Option<String>) -> RpcResult<MotdResult> {
+    async fn set_motd(&self, ext: &Extensions, content: Option<String>) -> RpcResult<MotdResult> {
         Ok(self.linkspace.lobby_set_motd(&caller(ext)?, content).await?)
     }
 
-    async fn lobby_get_motd(&self, ext: &Extensions) -> RpcResult<MotdResult> {
+    async fn get_motd(&self, ext: &Extensions) -> RpcResult<MotdResult> {
         caller(ext)?;
         Ok(self.linkspace.lobby_get_motd().await?)
     }
 
-    async fn docs_list(&self, ext: &Extensions) -> RpcResult<DocListResult> {
+    async fn list_docs(&self, ext: &Extensions) -> RpcResult<DocListResult> {
         Ok(self.linkspace.docs_list(&caller(ext)?).await?)
     }
 
-    async fn docs_get(&self, ext: &Extensions, name: String) -> RpcResult<DocResult> {
+    async fn get_doc(&self, ext: &Extensions, name: String) -> RpcResult<DocResult> {
         Ok(self.linkspace.docs_get(&caller(ext)?, name).await?)
     }
 
-    async fn docs_update(
+    async fn update_doc(
         &self,
         ext: &Extensions,
         name: String,

@@ -41,7 +41,8 @@ impl Permission {
 pub struct MethodSpec {
     /// The wire name, e.g. `room.join`.
     pub name: &'static str,
-    /// The Rust method name in the generated traits, e.g. `room_join`.
+    /// The method name in the generated Rust traits and clients, e.g. `join_room`
+    /// (Python uses it as is, TypeScript in camelCase: `joinRoom`).
     pub rust_name: &'static str,
     /// The doc comment, for documentation and client docstrings.
     pub doc: &'static str,

@@ -20,7 +20,7 @@ declare_methods! {
 
     /// Create a participant agent and its API key (shown once, in the result).
     #[method(name = "agent.invite", permission = Controller, errors = [Forbidden])]
-    fn agent_invite(
+    fn invite_agent(
         /// Display name of the new agent (1–100 characters).
         display_name as "displayName": String,
     ) -> AgentInviteResult as AgentInviteParams;
@@ -29,7 +29,7 @@ declare_methods! {
     /// it leaves every room, rooms it owned pass to the controller, and its key stops
     /// working (4002). Its messages stay in history under its name.
     #[method(name = "agent.revoke", permission = Controller, errors = [AgentNotFound, Forbidden])]
-    fn agent_revoke(
+    fn revoke_agent(
         /// The agent to remove.
         agent_id as "agentId": String,
         /// Reason sent in the `disconnected` event.
@@ -38,12 +38,12 @@ declare_methods! {
 
     /// List every registered agent with its online status.
     #[method(name = "agent.list", permission = Controller, errors = [Forbidden])]
-    fn agent_list() -> AgentListResult as AgentListParams;
+    fn list_agents() -> AgentListResult as AgentListParams;
 
     /// Disconnect every connection of an agent (it receives `disconnected` first). It
     /// may reconnect.
     #[method(name = "agent.kick", permission = Controller, errors = [AgentNotFound, Forbidden])]
-    fn agent_kick(
+    fn kick_agent(
         /// The agent to disconnect.
         agent_id as "agentId": String,
         /// Reason sent in the `disconnected` event.
@@ -52,7 +52,7 @@ declare_methods! {
 
     /// Ban an agent and disconnect it; `auth` with its key then returns 4004.
     #[method(name = "agent.ban", permission = Controller, errors = [AgentNotFound, Forbidden])]
-    fn agent_ban(
+    fn ban_agent(
         /// The agent to ban.
         agent_id as "agentId": String,
         /// Reason sent in the `disconnected` event.
@@ -61,14 +61,14 @@ declare_methods! {
 
     /// Lift a ban, so the agent can authenticate again.
     #[method(name = "agent.unban", permission = Controller, errors = [AgentNotFound, Forbidden])]
-    fn agent_unban(
+    fn unban_agent(
         /// The agent to unban.
         agent_id as "agentId": String,
     ) -> AgentActionResult as AgentUnbanParams;
 
     /// Create a room. The caller becomes its owner and first member.
     #[method(name = "room.create", permission = Agent, errors = [RoomLimit])]
-    fn room_create(
+    fn create_room(
         /// Display name (1–100 characters).
         name as "name": String,
         /// `public` (default) or `private`.
@@ -80,19 +80,19 @@ declare_methods! {
     /// List the rooms the caller may see: the lobby, every public room, and the private
     /// rooms it is a member of or invited to (the controller sees all).
     #[method(name = "room.list", permission = Agent, errors = [])]
-    fn room_list() -> RoomListResult as RoomListParams;
+    fn list_rooms() -> RoomListResult as RoomListParams;
 
     /// Join a room: public rooms at once, private rooms with an invitation (the
     /// controller needs none).
     #[method(name = "room.join", permission = Agent, errors = [RoomNotFound, AlreadyAMember, NotInvited])]
-    fn room_join(
+    fn join_room(
         /// The room to join.
         room_id as "roomId": String,
     ) -> RoomResult as RoomJoinParams;
 
     /// Leave a room. An invitation to a private room is kept, so you can rejoin.
     #[method(name = "room.leave", permission = Agent, errors = [RoomNotFound, NotAMember, CannotModifyLobby])]
-    fn room_leave(
+    fn leave_room(
         /// The room to leave.
         room_id as "roomId": String,
     ) -> RoomActionResult as RoomLeaveParams;
@@ -126,7 +126,7 @@ declare_methods! {
     /// Invite an agent to a room (owner or controller). The invitee receives
     /// `room.invited` and may then `room.join` even a private room.
     #[method(name = "room.invite", permission = RoomOwner, errors = [RoomNotFound, Forbidden, AgentNotFound, AlreadyAMember, CannotModifyLobby])]
-    fn room_invite(
+    fn invite_to_room(
         /// The room.
         room_id as "roomId": String,
         /// The agent to invite.
@@ -136,7 +136,7 @@ declare_methods! {
     /// Remove a member from a room (owner or controller). The member receives
     /// `kicked`; in a private room its invitation is revoked.
     #[method(name = "room.kick", permission = RoomOwner, errors = [RoomNotFound, Forbidden, NotAMember, CannotModifyLobby])]
-    fn room_kick(
+    fn kick_from_room(
         /// The room.
         room_id as "roomId": String,
         /// The member to remove.
@@ -148,7 +148,7 @@ declare_methods! {
     /// Switch a room between public and private (owner or controller). Going private
     /// marks every current member as invited.
     #[method(name = "room.visibility", permission = RoomOwner, errors = [RoomNotFound, Forbidden, CannotModifyLobby])]
-    fn room_visibility(
+    fn set_room_visibility(
         /// The room.
         room_id as "roomId": String,
         /// `public` or `private`.
@@ -159,14 +159,14 @@ declare_methods! {
     /// removed, ownership passes to the controller, the room leaves `room.list`, and its
     /// history stays readable by the controller.
     #[method(name = "room.delete", permission = RoomOwner, errors = [RoomNotFound, Forbidden, CannotModifyLobby])]
-    fn room_delete(
+    fn delete_room(
         /// The room.
         room_id as "roomId": String,
     ) -> RoomActionResult as RoomDeleteParams;
 
     /// Make the calling controller the room's owner and a member.
     #[method(name = "room.takeOwnership", permission = Controller, errors = [RoomNotFound, Forbidden, CannotModifyLobby])]
-    fn room_take_ownership(
+    fn take_room_ownership(
         /// The room.
         room_id as "roomId": String,
     ) -> RoomResult as RoomTakeOwnershipParams;
@@ -174,7 +174,7 @@ declare_methods! {
     /// Rename a room and/or change its description (owner or controller). Omitted (or
     /// `null`) fields stay as they are; an empty description clears it.
     #[method(name = "room.update", permission = RoomOwner, errors = [RoomNotFound, Forbidden, CannotModifyLobby])]
-    fn room_update(
+    fn update_room(
         /// The room.
         room_id as "roomId": String,
         /// New display name (1–100 characters).
@@ -186,7 +186,7 @@ declare_methods! {
     /// Send a message to a room you are a member of. The result comes after the message
     /// is committed; the other members' connections receive a `message` event.
     #[method(name = "message.send", permission = Agent, errors = [RoomNotFound, NotAMember, MessageTooLong])]
-    fn message_send(
+    fn send_message(
         /// The room.
         room_id as "roomId": String,
         /// The text: 1 to `maxMessageLength` characters (default 8192).
@@ -197,7 +197,7 @@ declare_methods! {
     /// delivered to the recipient as a `dm` event (now, or never if it is offline: read
     /// it later with `room.history` on the lobby).
     #[method(name = "message.dm", permission = Agent, errors = [AgentNotFound, MessageTooLong])]
-    fn message_dm(
+    fn send_dm(
         /// The recipient.
         to_agent_id as "toAgentId": String,
         /// The text: 1 to `maxMessageLength` characters.
@@ -207,7 +207,7 @@ declare_methods! {
     /// Soft-delete a message: the sender, the room's owner or the controller may. It
     /// then reads as `"[removed]"` in history; the original stays in the database.
     #[method(name = "message.remove", permission = Agent, errors = [MessageNotFound, AlreadyRemoved, Forbidden])]
-    fn message_remove(
+    fn remove_message(
         /// The message.
         message_id as "messageId": String,
         /// Why (shown in history and in the `message.removed` event).
@@ -217,22 +217,22 @@ declare_methods! {
     /// Set the message of the day and broadcast it as `lobby.motd`; `null` (or omitting
     /// `content`) clears it.
     #[method(name = "lobby.setMotd", permission = Controller, errors = [Forbidden, MessageTooLong])]
-    fn lobby_set_motd(
+    fn set_motd(
         /// The new message of the day, or `null`.
         content as "content": Option<String>,
     ) -> MotdResult as LobbySetMotdParams;
 
     /// The current message of the day.
     #[method(name = "lobby.getMotd", permission = Agent, errors = [])]
-    fn lobby_get_motd() -> MotdResult as LobbyGetMotdParams;
+    fn get_motd() -> MotdResult as LobbyGetMotdParams;
 
     /// The documents the caller may read, with version and editability.
     #[method(name = "docs.list", permission = Agent, errors = [])]
-    fn docs_list() -> DocListResult as DocsListParams;
+    fn list_docs() -> DocListResult as DocsListParams;
 
     /// A document by name: `constitution`, `participant`, `controller` (controller only).
     #[method(name = "docs.get", permission = Agent, errors = [DocumentNotFound])]
-    fn docs_get(
+    fn get_doc(
         /// The document's name.
         name as "name": String,
     ) -> DocResult as DocsGetParams;
@@ -240,7 +240,7 @@ declare_methods! {
     /// Replace an editable document (the constitution) and broadcast `docs.updated`.
     /// Without `version`, the version's last number is incremented (`1.0` → `1.1`).
     #[method(name = "docs.update", permission = Controller, errors = [Forbidden, DocumentNotFound, ReadOnlyDocument])]
-    fn docs_update(
+    fn update_doc(
         /// The document's name.
         name as "name": String,
         /// The new text.

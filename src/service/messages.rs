@@ -21,7 +21,14 @@ impl Linkspace {
         if !in_lobby {
             match self.hub.membership(&room_id, caller.agent_id()) {
                 None => return Err(ServiceError::RoomNotFound),
-                Some(false) => return Err(ServiceError::NotAMember),
+                Some(false) => {
+                    // Outsiders of a private room learn nothing about it.
+                    let room = self.store.room_views(caller.agent_id(), Some(&room_id)).await?.pop();
+                    return Err(match room {
+                        Some(room) if self.may_see(caller, &room) => ServiceError::NotAMember,
+                        _ => ServiceError::RoomNotFound,
+                    });
+                }
                 Some(true) => {}
             }
         }

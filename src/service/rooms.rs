@@ -72,7 +72,12 @@ impl Linkspace {
 
     pub async fn room_join(&self, caller: &Caller<'_>, room_id: String) -> ServiceResult<RoomResult> {
         let _guard = self.write().await;
-        let room = self.live_room(caller, &room_id).await?;
+        // A private room the caller may not see exists for `room.join` alone: the
+        // specification answers 4013 there, and room ids are unguessable.
+        let room = match self.store.room_views(caller.agent_id(), Some(&room_id)).await?.pop() {
+            Some(room) if room.deleted_at.is_none() => room,
+            _ => return Err(ServiceError::RoomNotFound),
+        };
         if room.is_lobby || room.is_member {
             return Err(ServiceError::AlreadyAMember);
         }

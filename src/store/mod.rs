@@ -192,10 +192,12 @@ impl Store {
         .await?;
         sqlx::query(
             "INSERT INTO room_members (room_id, agent_id, is_member, invited, joined_at)
-             VALUES (?, ?, 1, 1, ?)",
+             VALUES (?, ?, 1, ?, ?)",
         )
         .bind(&room.id)
         .bind(&room.owner_id)
+        // The creator of a private room holds an invitation, so it can leave and rejoin.
+        .bind(room.visibility == "private")
         .bind(room.created_at)
         .execute(&mut *tx)
         .await?;

@@ -35,7 +35,7 @@ async fn generated_rust_client_talks_to_the_server() {
     assert_eq!(auth.role, broodlink_protocol::Role::Controller);
 
     let room = client
-        .room_create("From Rust".into(), Some(Visibility::Public), Some("typed".into()))
+        .create_room("From Rust".into(), Some(Visibility::Public), Some("typed".into()))
         .await
         .expect("room.create")
         .room;
@@ -43,7 +43,7 @@ async fn generated_rust_client_talks_to_the_server() {
     assert_eq!(room.description.as_deref(), Some("typed"));
 
     // A second agent, on a raw socket, sends; the typed client receives the event.
-    let invited = client.agent_invite("Raw".into()).await.expect("agent.invite");
+    let invited = client.invite_agent("Raw".into()).await.expect("agent.invite");
     let mut raw = Client::connect(&server.url()).await;
     raw.auth(&invited.api_key).await;
     raw.ok("room.join", json!({ "roomId": room.room_id })).await;
@@ -59,7 +59,7 @@ async fn generated_rust_client_talks_to_the_server() {
     assert_eq!(history.messages.len(), 1);
     assert_eq!(history.messages[0].seq, sent["seq"].as_i64().unwrap());
 
-    let err = client.room_join("no-such-room".into()).await.expect_err("unknown room");
+    let err = client.join_room("no-such-room".into()).await.expect_err("unknown room");
     match err {
         jsonrpsee::core::client::Error::Call(e) => assert_eq!(e.code(), 4010),
         other => panic!("unexpected error {other:?}"),

@@ -3,5 +3,9 @@
 
 mod harness;
 
+mod agents;
 mod auth;
 mod catalogue;
+mod messaging;
+mod permissions;
+mod rooms;
