@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use broodlink_protocol::{ErrorCode, Permission, Role, METHODS};
+use broodlink_protocol::{ErrorCode, MethodSpec, Permission, Role, METHODS};
 use futures_util::FutureExt;
 use jsonrpsee::types::{Id, Params};
 use jsonrpsee::{ConnectionId, Extensions, MethodCallback, Methods, RpcModule};
@@ -25,7 +25,8 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 pub struct Dispatcher {
     methods: Methods,
-    permissions: HashMap<&'static str, Permission>,
+    /// The catalogue entry of every method, by wire name.
+    specs: HashMap<&'static str, &'static MethodSpec>,
     max_request_bytes: usize,
 }
 
@@ -47,8 +48,8 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 
 impl Dispatcher {
     pub fn new<T: Send + Sync + 'static>(module: RpcModule<T>, max_request_bytes: usize) -> Dispatcher {
-        let permissions = METHODS.iter().map(|m| (m.name, m.permission)).collect();
-        Dispatcher { methods: module.into(), permissions, max_request_bytes }
+        let specs = METHODS.iter().map(|m| (m.name, m)).collect();
+        Dispatcher { methods: module.into(), specs, max_request_bytes }
     }
 
     /// Handles one text frame; returns the response frame, if any is due.
@@ -105,8 +106,8 @@ impl Dispatcher {
         let Some(method) = request.method else {
             return Some(error_response(raw_id, ErrorCode::InvalidRequest, "`method` is missing"));
         };
-        let (Some(callback), Some(permission)) =
-            (self.methods.method_with_name(&method).map(|(_, cb)| cb), self.permissions.get(method.as_ref()))
+        let (Some(callback), Some(spec)) =
+            (self.methods.method_with_name(&method).map(|(_, cb)| cb), self.specs.get(method.as_ref()))
         else {
             return reply(ErrorCode::MethodNotFound, &format!("Method not found: {method}"));
         };
@@ -115,10 +116,10 @@ impl Dispatcher {
         if session.is_closed() {
             return None;
         }
-        if permission.requires_auth() {
+        if spec.permission.requires_auth() {
             match session.identity() {
                 None => return reply(ErrorCode::AuthRequired, "Authentication required: call auth first"),
-                Some(who) if *permission == Permission::Controller && who.role != Role::Controller => {
+                Some(who) if spec.permission == Permission::Controller && who.role != Role::Controller => {
                     return reply(ErrorCode::Forbidden, &format!("Forbidden: only the controller may call {method}"));
                 }
                 Some(_) => {}
@@ -151,7 +152,11 @@ impl Dispatcher {
         };
         id?;
         if response.as_error_code() == Some(ErrorCode::InvalidParams.code()) {
-            return Some(name_the_invalid_param(response.as_json().get()));
+            // jsonrpsee's own params errors do not name the field; ours (from the
+            // handlers, for params that parse but are invalid) already do.
+            if let Some(detail) = (spec.diagnose_params)(request.params.map(RawValue::get)) {
+                return raw_id.map(|id| invalid_params(id, &detail));
+            }
         }
         Some(response.into_json().get().to_owned())
     }
@@ -178,16 +183,12 @@ fn error_response(id: Option<&RawValue>, code: ErrorCode, message: &str) -> Stri
     serde_json::to_string(&body).unwrap_or_default()
 }
 
-/// jsonrpsee reports a params problem as message "Invalid params" with the detail
-/// in `data`; put the detail (which names the field) into the message.
-fn name_the_invalid_param(response: &str) -> String {
-    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(response) else {
-        return response.to_owned();
-    };
-    if let Some(error) = value.get_mut("error") {
-        if let Some(detail) = error.get("data").and_then(|d| d.as_str()).map(str::to_owned) {
-            error["message"] = format!("Invalid params: {detail}").into();
-        }
-    }
-    value.to_string()
+/// A -32602 response whose message names the field, with the same detail in `data`.
+fn invalid_params(id: &RawValue, detail: &str) -> String {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": { "code": ErrorCode::InvalidParams.code(), "message": format!("Invalid params: {detail}"), "data": detail },
+    });
+    body.to_string()
 }

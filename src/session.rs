@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, Notify};
 pub enum Outbound {
     /// A text frame: a response or an event (events share one allocation across recipients).
     Frame(Utf8Bytes),
-    /// Close the WebSocket with this reason.
-    Close(String),
+    /// Close the WebSocket with this status code and reason.
+    Close { code: u16, reason: String },
 }
 
 /// The agent a connection authenticated as.
@@ -113,7 +113,16 @@ impl Session {
         self.release_held();
         self.push(frame);
         if !self.closed.swap(true, Ordering::AcqRel) {
-            let _ = self.outbound.try_send(Outbound::Close(reason.to_owned()));
+            let _ = self.outbound.try_send(Outbound::Close { code: 1000, reason: reason.to_owned() });
+            self.close_signal.notify_one();
+        }
+    }
+
+    /// Closes with a WebSocket status code and no goodbye event (a protocol-level
+    /// failure such as an oversized frame).
+    pub async fn close_with(&self, code: u16, reason: &str) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let _ = self.outbound.send(Outbound::Close { code, reason: reason.to_owned() }).await;
             self.close_signal.notify_one();
         }
     }

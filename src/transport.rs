@@ -113,7 +113,13 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, session: &Arc<Session>, t
                 continue;
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+            Some(Err(e)) => {
+                if is_too_big(e) {
+                    session.close_with(1009, "frame too large").await;
+                }
+                return;
+            }
+            Some(Ok(Message::Close(_))) | None => return,
         };
         if let Some(response) = transport.dispatcher.frame(session, text.as_str()).await {
             session.respond(Utf8Bytes::from(response)).await;
@@ -133,8 +139,8 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Re
                         return;
                     }
                 }
-                Outbound::Close(reason) => {
-                    let frame = CloseFrame { code: 1000, reason: Utf8Bytes::from(truncate(&reason, 123)) };
+                Outbound::Close { code, reason } => {
+                    let frame = CloseFrame { code, reason: Utf8Bytes::from(truncate(&reason, 123)) };
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     return;
                 }
@@ -146,6 +152,11 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Re
         }
     }
     let _ = sink.close().await;
+}
+
+/// Whether a read failed because the frame exceeded the size limit.
+fn is_too_big(error: axum::Error) -> bool {
+    matches!(error.into_inner().downcast_ref::<tungstenite::Error>(), Some(tungstenite::Error::Capacity(_)))
 }
 
 /// Cuts `text` to at most `max` bytes at a character boundary (close reasons are

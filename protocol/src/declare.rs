@@ -13,6 +13,25 @@ pub(crate) fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schem
     generator.subschema_for::<T>()
 }
 
+/// Explains why a `params` object does not fit a method, naming the offending field
+/// (`roomId: invalid type: integer `5`, expected a string`). `None` if it fits, or if the
+/// params are positional (an array), which this does not diagnose.
+pub(crate) fn diagnose_params<T: serde::de::DeserializeOwned>(params: Option<&str>) -> Option<String> {
+    let text = match params.map(str::trim) {
+        None | Some("null") => "{}",
+        Some(text) if text.starts_with('[') => return None,
+        Some(text) => text,
+    };
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let err = serde_path_to_error::deserialize::<_, T>(de).err()?;
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    // serde_json appends a position that means nothing to a caller who sent an object.
+    let detail = inner.to_string();
+    let detail = detail.split(" at line ").next().unwrap_or(&detail).to_owned();
+    Some(if path == "." { detail } else { format!("{path}: {detail}") })
+}
+
 /// Who may call a method. The dispatcher enforces `Public`, `Agent` and `Controller`
 /// before the params are parsed; `RoomOwner` depends on the room named in the params,
 /// so its handler checks it.
@@ -56,6 +75,8 @@ pub struct MethodSpec {
     pub params: SchemaFn,
     /// The schema of the result.
     pub result: SchemaFn,
+    /// Names what is wrong with a `params` object (see [`diagnose_params`]).
+    pub diagnose_params: fn(Option<&str>) -> Option<String>,
 }
 
 /// One server-pushed event, as declared in [`crate::events`].
@@ -126,6 +147,7 @@ macro_rules! declare_methods {
                     param_names: &[$($wire),*],
                     params: $crate::declare::schema_of::<$params>,
                     result: $crate::declare::schema_of::<$result>,
+                    diagnose_params: $crate::declare::diagnose_params::<$params>,
                 },
             )*
         ];

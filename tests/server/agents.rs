@@ -111,7 +111,8 @@ async fn agent_list_shows_every_agent_with_role_ban_and_online_status() {
     let agents = list["agents"].as_array().expect("agents");
     assert_eq!(agents.len(), 4, "controller + 3 participants: {list}");
 
-    let find = |id: &str| agents.iter().find(|a| a["agentId"] == id).unwrap_or_else(|| panic!("{id} not listed")).clone();
+    let find =
+        |id: &str| agents.iter().find(|a| a["agentId"] == id).unwrap_or_else(|| panic!("{id} not listed")).clone();
     let me = find(&controller.agent_id());
     assert_eq!(me["role"], "controller");
     assert_eq!(me["online"], true);
@@ -242,7 +243,10 @@ async fn ban_disconnects_and_blocks_auth_until_unban() {
         let events = client.wait_closed().await;
         assert_eq!(disconnected_events(&events), vec![json!({ "reason": "spam" })], "events: {events:?}");
     }
-    assert_eq!(controller.event("presence").await, json!({ "agentId": target.id, "displayName": "Target", "online": false }));
+    assert_eq!(
+        controller.event("presence").await,
+        json!({ "agentId": target.id, "displayName": "Target", "online": false })
+    );
 
     let entry = listed(&mut controller, &target.id).await.expect("a banned agent is still listed");
     assert_eq!(entry["banned"], true);
@@ -339,10 +343,8 @@ async fn revoke_removes_the_agent_from_its_rooms_and_hands_its_rooms_to_the_cont
     // The member sees it leave both rooms, and the owned room change hands.
     let mut left: Vec<Value> = member.client.take_events("room.left").await;
     left.sort_by_key(|e| e["roomId"].as_str().unwrap().to_owned());
-    let mut expected = vec![
-        json!({ "roomId": owned, "agentId": target.id }),
-        json!({ "roomId": joined, "agentId": target.id }),
-    ];
+    let mut expected =
+        vec![json!({ "roomId": owned, "agentId": target.id }), json!({ "roomId": joined, "agentId": target.id })];
     expected.sort_by_key(|e| e["roomId"].as_str().unwrap().to_owned());
     assert_eq!(left, expected, "room.left for each room it was in, and none for the lobby");
     let owner_changed = json!({ "roomId": owned, "newOwnerId": controller_id, "previousOwnerId": target.id });
@@ -375,7 +377,11 @@ async fn revoke_removes_the_agent_from_its_rooms_and_hands_its_rooms_to_the_cont
     assert_eq!(message["senderId"], target.id);
     let history = member.client.ok("room.history", json!({ "roomId": lobby })).await;
     assert!(
-        history["messages"].as_array().unwrap().iter().any(|m| m["content"] == "bye lobby" && m["senderName"] == "Target"),
+        history["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["content"] == "bye lobby" && m["senderName"] == "Target"),
         "lobby message gone: {history}"
     );
 }
@@ -511,7 +517,10 @@ async fn auth_display_name_overrides_the_name_for_that_session_only() {
     let auth = alias.ok("auth", json!({ "apiKey": invited["apiKey"], "displayName": "Alias" })).await;
     assert_eq!(auth["displayName"], "Alias");
     assert_eq!(auth["agentId"], agent_id);
-    assert_eq!(controller.event("presence").await, json!({ "agentId": agent_id, "displayName": "Alias", "online": true }));
+    assert_eq!(
+        controller.event("presence").await,
+        json!({ "agentId": agent_id, "displayName": "Alias", "online": true })
+    );
 
     alias.ok("message.send", json!({ "roomId": lobby, "content": "hello" })).await;
     let event = controller.event("message").await;

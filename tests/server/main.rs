@@ -8,4 +8,6 @@ mod auth;
 mod catalogue;
 mod messaging;
 mod permissions;
+mod persistence;
 mod rooms;
+mod wire;

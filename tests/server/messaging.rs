@@ -748,7 +748,10 @@ async fn controller_removes_any_message() {
     // Not a member of the private room, still allowed.
     ctrl.ok("message.remove", json!({ "messageId": sent["messageId"], "reason": "moderated" })).await;
     let event = alice.client.event("message.removed").await;
-    assert_eq!(event, json!({ "messageId": sent["messageId"], "roomId": room, "removedBy": ctrl_id, "reason": "moderated" }));
+    assert_eq!(
+        event,
+        json!({ "messageId": sent["messageId"], "roomId": room, "removedBy": ctrl_id, "reason": "moderated" })
+    );
     bob.client.assert_no_event("message.removed").await;
 
     ctrl.ok("message.remove", json!({ "messageId": lobby_msg["messageId"] })).await;
@@ -819,7 +822,8 @@ async fn a_dm_is_removed_for_its_two_parties_and_hidden_from_third_parties() {
 
     alice.client.ok("message.remove", json!({ "messageId": sent["messageId"], "reason": "regret" })).await;
     let lobby = alice.client.lobby_id();
-    let expected = json!({ "messageId": sent["messageId"], "roomId": lobby, "removedBy": alice.id, "reason": "regret" });
+    let expected =
+        json!({ "messageId": sent["messageId"], "roomId": lobby, "removedBy": alice.id, "reason": "regret" });
     assert_eq!(alice.client.event("message.removed").await, expected);
     assert_eq!(bob.client.event("message.removed").await, expected);
     carol.client.assert_no_event("message.removed").await;
@@ -1006,7 +1010,10 @@ async fn docs_get_returns_each_readable_document() {
 
     for c in [&mut ctrl, &mut alice.client] {
         let doc = c.ok("docs.get", json!({ "name": "constitution" })).await;
-        assert_eq!(doc, json!({ "name": "constitution", "content": constitution_file, "version": "1.0", "editable": true }));
+        assert_eq!(
+            doc,
+            json!({ "name": "constitution", "content": constitution_file, "version": "1.0", "editable": true })
+        );
         let doc = c.ok("docs.get", json!({ "name": "participant" })).await;
         assert_eq!(doc["name"], "participant");
         assert_eq!(doc["editable"], false);
@@ -1055,12 +1062,16 @@ async fn docs_update_bumps_the_constitution_version_and_tells_everyone() {
         assert_eq!(c.event("docs.updated").await, expected);
     }
     let doc = alice.client.ok("docs.get", json!({ "name": "constitution" })).await;
-    assert_eq!(doc, json!({ "name": "constitution", "content": "# Rules v1.1\nBe kind.\n", "version": "1.1", "editable": true }));
+    assert_eq!(
+        doc,
+        json!({ "name": "constitution", "content": "# Rules v1.1\nBe kind.\n", "version": "1.1", "editable": true })
+    );
     let docs = bob.client.ok("docs.list", json!({})).await;
     assert_eq!(docs["docs"][0]["version"], "1.1");
 
     // An explicit version is used as given; the next bump continues from it.
-    let result = ctrl.ok("docs.update", json!({ "name": "constitution", "content": "# Rules v2\n", "version": "2.0" })).await;
+    let result =
+        ctrl.ok("docs.update", json!({ "name": "constitution", "content": "# Rules v2\n", "version": "2.0" })).await;
     assert_eq!(result["version"], "2.0");
     assert_eq!(alice.client.event("docs.updated").await["version"], "2.0");
     let result = ctrl.ok("docs.update", json!({ "name": "constitution", "content": "# Rules v2.1\n" })).await;

@@ -133,7 +133,8 @@ async fn room_owner_methods_are_forbidden_to_members_and_outsiders_who_do_not_ow
 
     let room = room_with(&mut owner.client, &mut [&mut member.client, &mut kickee.client], "Owned").await;
     let before = owner.client.ok("room.info", json!({ "roomId": room })).await;
-    for client in [&mut owner.client, &mut member.client, &mut kickee.client, &mut invitee.client, &mut outsider.client] {
+    for client in [&mut owner.client, &mut member.client, &mut kickee.client, &mut invitee.client, &mut outsider.client]
+    {
         client.clear_events().await;
     }
 
@@ -189,7 +190,9 @@ async fn controller_params(server: &TestServer, controller: &mut Client, method:
     match method {
         "agent.invite" => json!({ "displayName": "Fresh" }),
         "agent.list" => json!({}),
-        "agent.kick" | "agent.ban" | "agent.revoke" => json!({ "agentId": new_agent(controller, method).await, "reason": "matrix" }),
+        "agent.kick" | "agent.ban" | "agent.revoke" => {
+            json!({ "agentId": new_agent(controller, method).await, "reason": "matrix" })
+        }
         "agent.unban" => {
             let id = new_agent(controller, method).await;
             controller.ok("agent.ban", json!({ "agentId": id })).await;
@@ -213,7 +216,8 @@ async fn every_controller_method_succeeds_for_the_controller() {
     let controller_id = controller.agent_id();
     for method in methods_with(Permission::Controller) {
         let params = controller_params(&server, &mut controller, method).await;
-        let result = controller.call(method, params.clone()).await.unwrap_or_else(|e| panic!("{method} {params}: {e:?}"));
+        let result =
+            controller.call(method, params.clone()).await.unwrap_or_else(|e| panic!("{method} {params}: {e:?}"));
         match method {
             "agent.invite" => assert_eq!(result["displayName"], "Fresh"),
             "agent.list" => assert!(result["agents"].as_array().unwrap().iter().any(|a| a["agentId"] == controller_id)),
