@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test BroodLink has. This is the README's test command, and what CI runs.
+# It installs what the client tests need (a Python venv, npm packages) on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,5 +9,16 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+# Generated files (openrpc.json, PROTOCOL.md, the clients) must match the protocol crate.
+cargo xtask codegen --check
+
 # Unit tests, and the end-to-end tests that drive a real server over real WebSockets.
 cargo test --workspace --locked
+
+# The generated clients, against the real binary.
+cargo build --locked --bin broodlink
+for suite in tests/python/run.sh tests/typescript/run.sh; do
+    if [ -f "$suite" ]; then
+        bash "$suite"
+    fi
+done

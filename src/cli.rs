@@ -108,6 +108,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         if let Some(key) = &server.new_controller_key {
             print_controller_key(key, &url, &data_dir);
         }
+        // On stdout too, so a person (or a script starting it) sees where to connect.
+        println!("BroodLink listening on {url}");
         tracing::info!(%addr, data_dir = %data_dir.display(), "BroodLink listening on {url}");
         match server.run(shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -230,7 +230,8 @@ declare_methods! {
     #[method(name = "docs.list", permission = Agent, errors = [])]
     fn list_docs() -> DocListResult as DocsListParams;
 
-    /// A document by name: `constitution`, `participant`, `controller` (controller only).
+    /// A document by name: `constitution`, `participant`, `protocol` (this reference),
+    /// `controller` (controller only).
     #[method(name = "docs.get", permission = Agent, errors = [DocumentNotFound])]
     fn get_doc(
         /// The document's name.

@@ -986,18 +986,30 @@ async fn docs_list_shows_the_controller_doc_to_the_controller_only() {
 
     let docs = ctrl.ok("docs.list", json!({})).await["docs"].as_array().unwrap().clone();
     let names: Vec<&str> = docs.iter().map(|d| d["name"].as_str().unwrap()).collect();
-    assert_eq!(names, vec!["constitution", "participant", "controller"]);
+    assert_eq!(names, vec!["constitution", "participant", "controller", "protocol"]);
     assert_eq!(docs[0]["version"], "1.0");
     assert_eq!(docs[0]["editable"], true);
-    assert_eq!(docs[1]["editable"], false);
-    assert_eq!(docs[2]["editable"], false);
+    assert!(docs[1..].iter().all(|d| d["editable"] == false));
     assert!(docs.iter().all(|d| d["title"].as_str().is_some_and(|t| !t.is_empty())));
 
     let docs = alice.client.ok("docs.list", json!({})).await["docs"].as_array().unwrap().clone();
     let names: Vec<&str> = docs.iter().map(|d| d["name"].as_str().unwrap()).collect();
-    assert_eq!(names, vec!["constitution", "participant"]);
+    assert_eq!(names, vec!["constitution", "participant", "protocol"]);
     assert_eq!(docs[0]["version"], "1.0");
     assert_eq!(docs[0]["editable"], true);
+}
+
+#[tokio::test]
+async fn protocol_doc_is_the_generated_reference() {
+    let server = TestServer::start().await;
+    let mut ctrl = server.controller().await;
+    let mut alice = server.participant(&mut ctrl, "Alice").await;
+    let doc = alice.client.ok("docs.get", json!({ "name": "protocol" })).await;
+    let on_disk = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/PROTOCOL.md")).unwrap();
+    assert_eq!(doc["content"], on_disk);
+    assert_eq!(doc["editable"], false);
+    alice.client.err("docs.update", json!({ "name": "protocol", "content": "x" }), 4003).await;
+    ctrl.err("docs.update", json!({ "name": "protocol", "content": "x" }), 4071).await;
 }
 
 #[tokio::test]
