@@ -108,6 +108,10 @@ impl Hub {
         self.state().online.len()
     }
 
+    pub fn connection_count(&self) -> usize {
+        self.state().sessions.len()
+    }
+
     /// One `(agent id, display name)` per online agent, except `except`.
     pub fn online_agents(&self, except: &str) -> Vec<(String, String)> {
         let state = self.state();

@@ -11,12 +11,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::admin::{self, AdminServer};
 use crate::config::Config;
 use crate::datadir;
 use crate::dispatch::Dispatcher;
 use crate::rpc::Rpc;
 use crate::service::Linkspace;
 use crate::store::{Store, StoreError};
+use crate::tailscale::{self, TailscaleError};
 use crate::transport::{self, Transport};
 use broodlink_protocol::BroodLinkApiServer;
 
@@ -30,18 +32,31 @@ pub enum StartError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open the database {path}: {source}")]
     Database { path: PathBuf, source: StoreError },
-    #[error(
-        "tailscale.enabled is set, but binding to the Tailscale interface is not supported by this build yet; \
-         set \"tailscale\": {{\"enabled\": false}} and \"host\" to your Tailscale address instead"
-    )]
-    TailscaleUnsupported,
+    #[error(transparent)]
+    Tailscale(#[from] TailscaleError),
+    #[error("a BroodLink server is already running for the data directory {0} (see `broodlink status`)")]
+    AlreadyRunning(PathBuf),
     #[error("cannot listen on {addr}: {source} (is another server using that port? stop it or pass --port)")]
     Bind { addr: String, source: std::io::Error },
+}
+
+/// First-run setup without serving: creates the database, the controller and the
+/// lobby if missing. Returns the controller's key when this call created it.
+pub async fn bootstrap(config: Config, data_dir: &Path) -> Result<Option<String>, StartError> {
+    let database = config.database.clone();
+    let db_error = |source| StartError::Database { path: database.clone(), source };
+    let store = Store::open(&database).await.map_err(db_error)?;
+    let opened = Linkspace::open(config, store, Some(data_dir.join("docs"))).await.map_err(db_error)?;
+    opened.linkspace.close().await;
+    datadir::restrict_database(&database).map_err(|source| StartError::DataDir { path: database.clone(), source })?;
+    Ok(opened.new_controller_key)
 }
 
 pub struct Server {
     linkspace: Arc<Linkspace>,
     listener: TcpListener,
+    /// The local admin socket, when the server has a data directory.
+    admin: Option<AdminServer>,
     max_request_bytes: usize,
     /// The controller's API key, only on the run that created the controller.
     pub new_controller_key: Option<String>,
@@ -52,9 +67,17 @@ impl Server {
     /// run) and binds the listener. `data_dir` is where `docs/` lives; `None` (tests
     /// with `":memory:"`) uses the built-in docs.
     pub async fn open(config: Config, data_dir: Option<&Path>) -> Result<Server, StartError> {
-        // Never fall back to a wider bind than the operator asked for.
-        if config.tailscale.enabled {
-            return Err(StartError::TailscaleUnsupported);
+        // With Tailscale, bind its interface's address or nothing: never wider.
+        let host = if config.tailscale.enabled {
+            tailscale::select(&tailscale::interfaces()?, &config.tailscale.interface_name)?.to_string()
+        } else {
+            config.host.clone()
+        };
+        let admin_path = data_dir.map(|dir| dir.join("broodlink.sock"));
+        if let Some(path) = &admin_path {
+            if admin::request(path, admin::Command::Status).is_ok() {
+                return Err(StartError::AlreadyRunning(data_dir.unwrap_or(Path::new(".")).to_owned()));
+            }
         }
         let database = config.database.clone();
         let db_error = |source| StartError::Database { path: database.clone(), source };
@@ -69,16 +92,20 @@ impl Server {
             datadir::restrict_database(&database)
                 .map_err(|source| StartError::DataDir { path: database.clone(), source })?;
         }
-        let addr = format!("{}:{}", config.host, config.port);
+        let addr = if host.contains(':') { format!("[{host}]:{}", config.port) } else { format!("{host}:{}", config.port) };
         let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr, source })?;
         // A message may be 4 bytes per character, JSON-escaped up to 6: leave room for
         // that plus the envelope.
         let max_request_bytes = (config.max_message_length as usize).saturating_mul(6).max(1 << 20) + 64 * 1024;
+        let admin = admin_path
+            .map(|path| AdminServer::bind(&path).map_err(|source| StartError::DataDir { path, source }))
+            .transpose()?;
         let docs_dir = data_dir.map(|d| d.join("docs"));
         let opened = Linkspace::open(config, store, docs_dir).await.map_err(db_error)?;
         Ok(Server {
             linkspace: opened.linkspace,
             listener,
+            admin,
             max_request_bytes,
             new_controller_key: opened.new_controller_key,
         })
@@ -89,10 +116,16 @@ impl Server {
         self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// The URL agents connect to (loopback when bound to every interface).
+    pub fn url(&self) -> String {
+        Self::url_of(&self.listener)
+    }
+
     /// Serves until `shutdown` resolves; then tells every connection
     /// `disconnected {reason: "server shutting down"}`, waits (bounded) for them to
     /// close, and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let admin = self.admin.map(|admin| tokio::spawn(admin.run(self.linkspace.clone(), Self::url_of(&self.listener))));
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         let dispatcher = Dispatcher::new(Rpc::new(self.linkspace.clone()).into_rpc(), self.max_request_bytes);
         let transport =
@@ -105,6 +138,19 @@ impl Server {
         drop(transport);
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, alive_rx.recv()).await;
         self.linkspace.close().await;
+        if let Some(admin) = admin {
+            admin.abort();
+            let _ = admin.await;
+        }
         Ok(())
+    }
+
+    /// The URL agents connect to (loopback when bound to every interface).
+    fn url_of(listener: &TcpListener) -> String {
+        match listener.local_addr() {
+            Ok(addr) if addr.ip().is_unspecified() => format!("ws://127.0.0.1:{}", addr.port()),
+            Ok(addr) => format!("ws://{addr}"),
+            Err(_) => String::new(),
+        }
     }
 }

@@ -70,9 +70,16 @@ async fn upgrade(
         let text = "BroodLink speaks JSON-RPC 2.0 over WebSocket: connect with a WebSocket client to this URL.\n";
         return (StatusCode::UPGRADE_REQUIRED, text).into_response();
     };
-    ws.max_message_size(transport.max_frame_bytes)
-        .max_frame_size(transport.max_frame_bytes)
-        .on_upgrade(move |socket| connection(socket, remote, transport))
+    let ws = ws.max_message_size(transport.max_frame_bytes).max_frame_size(transport.max_frame_bytes);
+    if transport.linkspace.is_locked() {
+        // Upgrade, then close with a reason the client can show: a refused HTTP
+        // upgrade would reach it as an opaque handshake failure.
+        return ws.on_upgrade(|mut socket| async move {
+            let reason = Utf8Bytes::from_static("server is locked: not accepting new connections");
+            let _ = socket.send(Message::Close(Some(CloseFrame { code: 1013, reason }))).await;
+        });
+    }
+    ws.on_upgrade(move |socket| connection(socket, remote, transport))
 }
 
 async fn connection(socket: WebSocket, remote: SocketAddr, transport: Arc<Transport>) {

@@ -21,6 +21,9 @@ impl Linkspace {
         if session.identity().is_some() {
             return Err(ServiceError::Forbidden("this connection is already authenticated"));
         }
+        if self.is_locked() {
+            return Err(ServiceError::Forbidden("the server is locked: it accepts no new sessions"));
+        }
         let display_name = display_name.map(|n| check_text("displayName", &n, NAME_MAX)).transpose()?;
         let key_hash = keys::hash(&api_key);
 

@@ -17,6 +17,7 @@ mod rooms;
 mod views;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use broodlink_protocol::{DisconnectedEvent, Event, PresenceEvent, Role};
@@ -60,6 +61,8 @@ pub struct Linkspace {
     pub(crate) docs_dir: Option<PathBuf>,
     pub(crate) lobby_id: String,
     pub(crate) controller_id: String,
+    /// Set by `broodlink lock`: new connections and new `auth`s are refused.
+    locked: AtomicBool,
     write: Mutex<Clock>,
 }
 
@@ -134,6 +137,7 @@ impl Linkspace {
             docs_dir,
             lobby_id: lobby.id,
             controller_id: controller.id,
+            locked: AtomicBool::new(false),
             write: Mutex::new(clock),
         };
         Ok(Opened { linkspace: Arc::new(linkspace), new_controller_key })
@@ -193,6 +197,40 @@ impl Linkspace {
 
     pub fn online_agents(&self) -> usize {
         self.hub.online_count()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.hub.connection_count()
+    }
+
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Acquire)
+    }
+
+    pub fn set_locked(&self, locked: bool) {
+        self.locked.store(locked, Ordering::Release);
+    }
+
+    /// Disconnects every online agent except the controller (`broodlink kick`).
+    /// Returns how many agents were disconnected.
+    pub async fn kick_participants(&self, reason: &str) -> u32 {
+        let _guard = self.write().await;
+        let agents: Vec<String> =
+            self.hub.online_agents(&self.controller_id).into_iter().map(|(agent_id, _)| agent_id).collect();
+        for agent_id in &agents {
+            self.disconnect_agent(agent_id, reason).await;
+        }
+        agents.len() as u32
+    }
+
+    /// Issues a new controller key, invalidates the old one and disconnects the
+    /// controller's sessions (they used the old key). Returns the new key.
+    pub async fn rotate_controller_key(&self) -> StoreResult<String> {
+        let _guard = self.write().await;
+        let key = keys::generate(Role::Controller);
+        self.store.set_key_hash(&self.controller_id, &keys::hash(&key)).await?;
+        self.disconnect_agent(&self.controller_id, "controller key rotated").await;
+        Ok(key)
     }
 
     fn is_lobby(&self, room_id: &str) -> bool {

@@ -130,6 +130,12 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM agents").fetch_one(&self.pool).await?)
     }
 
+    /// Replaces an agent's key (by its hash).
+    pub async fn set_key_hash(&self, id: &str, key_hash: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE agents SET key_hash = ? WHERE id = ?").bind(key_hash).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn set_banned(&self, id: &str, banned: bool) -> StoreResult<()> {
         sqlx::query("UPDATE agents SET banned = ? WHERE id = ?").bind(banned).bind(id).execute(&self.pool).await?;
         Ok(())

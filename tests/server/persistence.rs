@@ -32,7 +32,8 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
         let path = entry.expect("dir entry").path();
         if path.is_dir() {
             out.extend(files_under(&path));
-        } else {
+        } else if path.is_file() {
+            // Regular files only: the admin socket holds no data.
             out.push(path);
         }
     }

@@ -1,0 +1,200 @@
+//! `broodlink serve`: in the foreground, or as a detached background process that
+//! `serve` watches until it accepts connections.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{fail, print_controller_key, runtime, LogFormat};
+use crate::admin;
+use crate::config::Config;
+use crate::instance::{Instance, NetOverrides, PidFile};
+use crate::server::{self, Server};
+
+/// How long `serve` waits for the background server to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn foreground(instance: &Instance, net: &NetOverrides, log_format: LogFormat) -> ExitCode {
+    init_logging(log_format);
+    let config = match prepare(instance, net) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    runtime.block_on(async move {
+        let server = match Server::open(config, Some(&instance.data_dir)).await {
+            Ok(server) => server,
+            Err(e) => return fail(e),
+        };
+        let url = server.url();
+        if let Some(key) = &server.new_controller_key {
+            print_controller_key(key, &url, &instance.data_dir);
+        }
+        if let Err(e) = super::install::write_clients(instance) {
+            tracing::warn!("could not refresh {}: {e}", instance.clients_dir().display());
+        }
+        let _pid = match PidFile::create(&instance.pid_file()) {
+            Ok(pid) => pid,
+            Err(e) => return fail(format!("cannot write {}: {e}", instance.pid_file().display())),
+        };
+        // On stdout too, so a person (or a script starting it) sees where to connect.
+        println!("BroodLink listening on {url}");
+        tracing::info!(url = %url, data_dir = %instance.data_dir.display(), pid = std::process::id(), "server started");
+        let result = server.run(shutdown_signal()).await;
+        tracing::info!("server stopped");
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(format!("server failed: {e}")),
+        }
+    })
+}
+
+pub fn background(instance: &Instance, net: &NetOverrides, log_format: LogFormat) -> ExitCode {
+    if let Ok(reply) = admin::request(&instance.admin_socket(), admin::Command::Status) {
+        let status = &reply["status"];
+        println!("BroodLink is already running (pid {}) on {}", status["pid"], status["url"].as_str().unwrap_or("?"));
+        return ExitCode::SUCCESS;
+    }
+    let config = match prepare(instance, net) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    // The controller is created here, in the foreground, so the person sees its key.
+    let created = match runtime() {
+        Ok(runtime) => runtime.block_on(server::bootstrap(config.clone(), &instance.data_dir)),
+        Err(code) => return code,
+    };
+    match created {
+        Ok(Some(key)) => print_controller_key(&key, &url_for(&config), &instance.data_dir),
+        Ok(None) => {}
+        Err(e) => return fail(e),
+    }
+
+    let log = match std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(instance.log_file()) {
+        Ok(log) => log,
+        Err(e) => return fail(format!("cannot open {}: {e}", instance.log_file().display())),
+    };
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut child = match spawn_detached(instance, net, log_format, log) {
+        Ok(child) => child,
+        Err(e) => return fail(format!("cannot start the server process: {e}")),
+    };
+
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = log_tail(instance, log_start);
+            return fail(format!("the server exited during start-up ({status}):\n{log}"));
+        }
+        if let Ok(reply) = admin::request(&instance.admin_socket(), admin::Command::Status) {
+            let status = &reply["status"];
+            if status["pid"] == child.id() {
+                println!("BroodLink is running in the background (pid {})", child.id());
+                println!("  listening on {}", status["url"].as_str().unwrap_or("?"));
+                println!("  log: {}", instance.log_file().display());
+                println!("  stop it with `broodlink stop`");
+                return ExitCode::SUCCESS;
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return fail(format!(
+                "the server did not accept connections within {}s; see {}",
+                START_TIMEOUT.as_secs(),
+                instance.log_file().display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Creates the data directory and reads the configuration, reporting either failure.
+fn prepare(instance: &Instance, net: &NetOverrides) -> Result<Config, ExitCode> {
+    instance.prepare().map_err(|e| {
+        fail(format!(
+            "cannot prepare the data directory {}: {e} (check its permissions or pass --data-dir)",
+            instance.data_dir.display()
+        ))
+    })?;
+    instance.config(net).map_err(fail)
+}
+
+/// Starts `broodlink serve --foreground` for this instance in its own session, with its
+/// output appended to the log.
+fn spawn_detached(
+    instance: &Instance,
+    net: &NetOverrides,
+    log_format: LogFormat,
+    log: std::fs::File,
+) -> std::io::Result<std::process::Child> {
+    let exe = std::env::current_exe()?;
+    let mut command = Command::new(exe);
+    command.arg("serve").arg("--foreground").arg("--data-dir").arg(&instance.data_dir);
+    command.arg("--config").arg(&instance.config_file);
+    if let Some(host) = &net.host {
+        command.arg("--host").arg(host);
+    }
+    if let Some(port) = net.port {
+        command.arg("--port").arg(port.to_string());
+    }
+    if let LogFormat::Json = log_format {
+        command.arg("--log-format").arg("json");
+    }
+    command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent; it makes
+    // the server its own session, detached from this terminal.
+    unsafe {
+        command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+    }
+    command.spawn()
+}
+
+/// What the log gained since `from` (the child's start-up output).
+fn log_tail(instance: &Instance, from: u64) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = std::fs::File::open(instance.log_file()) {
+        let _ = file.seek(SeekFrom::Start(from));
+        let _ = file.read_to_string(&mut text);
+    }
+    text.trim_end().to_owned()
+}
+
+fn url_for(config: &Config) -> String {
+    let host = if config.host == "0.0.0.0" || config.host == "::" { "127.0.0.1" } else { config.host.as_str() };
+    format!("ws://{host}:{}", config.port)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: a background server's stderr is the log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
