@@ -2,4 +2,17 @@
 //! The client libraries, embedded so `broodlink install clients` can write them.
 
 pub const FILES: &[(&str, &str)] = &[
+    ("python/README.md", include_str!("../clients/python/README.md")),
+    ("python/broodlink_client/__init__.py", include_str!("../clients/python/broodlink_client/__init__.py")),
+    ("python/broodlink_client/_runtime.py", include_str!("../clients/python/broodlink_client/_runtime.py")),
+    ("python/broodlink_client/client.py", include_str!("../clients/python/broodlink_client/client.py")),
+    ("python/broodlink_client/errors.py", include_str!("../clients/python/broodlink_client/errors.py")),
+    ("python/broodlink_client/py.typed", include_str!("../clients/python/broodlink_client/py.typed")),
+    ("python/broodlink_client/types.py", include_str!("../clients/python/broodlink_client/types.py")),
+    ("python/pyproject.toml", include_str!("../clients/python/pyproject.toml")),
+    ("typescript/README.md", include_str!("../clients/typescript/README.md")),
+    ("typescript/package.json", include_str!("../clients/typescript/package.json")),
+    ("typescript/src/broodlink_client.ts", include_str!("../clients/typescript/src/broodlink_client.ts")),
+    ("typescript/src/runtime.ts", include_str!("../clients/typescript/src/runtime.ts")),
+    ("typescript/tsconfig.json", include_str!("../clients/typescript/tsconfig.json")),
 ];

@@ -42,6 +42,10 @@ pub enum ServiceError {
     ReadOnlyDocument(String),
     #[error("Invalid params: {0}")]
     InvalidParams(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("the message could not be stored")]
+    CommitFailed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -68,7 +72,9 @@ impl ServiceError {
             ServiceError::DocumentNotFound(_) => ErrorCode::DocumentNotFound,
             ServiceError::ReadOnlyDocument(_) => ErrorCode::ReadOnlyDocument,
             ServiceError::InvalidParams(_) => ErrorCode::InvalidParams,
-            ServiceError::Store(_) => ErrorCode::InternalError,
+            ServiceError::Store(_) | ServiceError::ShuttingDown | ServiceError::CommitFailed => {
+                ErrorCode::InternalError
+            }
         }
     }
 }

@@ -1,12 +1,24 @@
 //! Messages: room messages, direct messages and their removal.
 
-use broodlink_protocol::{DmEvent, Event, MessageEvent, MessageRemovedEvent, RemoveResult, SendResult};
+use broodlink_protocol::{Event, MessageRemovedEvent, RemoveResult, SendResult};
 
-use super::views::message_view;
-use super::{check_optional_text, new_id, now_ms, Caller, Linkspace, REASON_MAX};
+use super::commit::Pending;
+use super::{check_optional_text, now_ms, Caller, Linkspace, REASON_MAX};
 use crate::error::{ServiceError, ServiceResult};
 use crate::hub::Audience;
-use crate::store::MessageRow;
+
+impl Pending {
+    fn from_caller(caller: &Caller<'_>, room_id: String, content: String, to_agent_id: Option<String>) -> Pending {
+        Pending {
+            room_id,
+            sender_id: caller.agent_id().to_owned(),
+            sender_name: caller.identity.display_name.clone(),
+            content,
+            to_agent_id,
+            session_id: caller.session.id,
+        }
+    }
+}
 
 impl Linkspace {
     pub async fn message_send(
@@ -16,9 +28,8 @@ impl Linkspace {
         content: String,
     ) -> ServiceResult<SendResult> {
         self.check_content(&content)?;
-        let clock = &mut self.write().await;
-        let in_lobby = self.is_lobby(&room_id);
-        if !in_lobby {
+        // Refuse early what would be refused at commit, with the error that fits.
+        if !self.is_lobby(&room_id) {
             match self.hub.membership(&room_id, caller.agent_id()) {
                 None => return Err(ServiceError::RoomNotFound),
                 Some(false) => {
@@ -32,28 +43,7 @@ impl Linkspace {
                 Some(true) => {}
             }
         }
-        let (seq, timestamp) = clock.tick();
-        let row = MessageRow {
-            seq,
-            id: new_id(),
-            room_id,
-            sender_id: caller.agent_id().to_owned(),
-            sender_name: caller.identity.display_name.clone(),
-            content,
-            to_agent_id: None,
-            timestamp,
-            removed_by: None,
-            removed_reason: None,
-        };
-        let lobby_keep = in_lobby.then_some(self.config.lobby.history_limit);
-        self.store.insert_message(&row, lobby_keep).await?;
-
-        let result = SendResult { message_id: row.id.clone(), timestamp, seq };
-        let room_id = row.room_id.clone();
-        let event = Event::Message(MessageEvent { room_id: room_id.clone(), message: message_view(row) });
-        let audience = if in_lobby { Audience::Everyone } else { Audience::Room(&room_id, &[]) };
-        self.hub.send(audience, &event, Some(caller.session.id));
-        Ok(result)
+        self.committer.commit(Pending::from_caller(caller, room_id, content, None)).await
     }
 
     pub async fn message_dm(
@@ -63,36 +53,11 @@ impl Linkspace {
         content: String,
     ) -> ServiceResult<SendResult> {
         self.check_content(&content)?;
-        let clock = &mut self.write().await;
         if self.store.agent(&to_agent_id).await?.is_none() {
             return Err(ServiceError::AgentNotFound);
         }
-        let (seq, timestamp) = clock.tick();
-        let row = MessageRow {
-            seq,
-            id: new_id(),
-            room_id: self.lobby_id.clone(),
-            sender_id: caller.agent_id().to_owned(),
-            sender_name: caller.identity.display_name.clone(),
-            content,
-            to_agent_id: Some(to_agent_id.clone()),
-            timestamp,
-            removed_by: None,
-            removed_reason: None,
-        };
-        self.store.insert_message(&row, None).await?;
-        let result = SendResult { message_id: row.id.clone(), timestamp, seq };
-        let event = Event::Dm(DmEvent {
-            from_agent_id: row.sender_id,
-            from_display_name: row.sender_name,
-            to_agent_id: to_agent_id.clone(),
-            content: row.content,
-            message_id: row.id,
-            timestamp,
-            seq,
-        });
-        self.hub.send(Audience::Agents(&[&to_agent_id]), &event, Some(caller.session.id));
-        Ok(result)
+        let lobby = self.lobby_id.clone();
+        self.committer.commit(Pending::from_caller(caller, lobby, content, Some(to_agent_id))).await
     }
 
     pub async fn message_remove(

@@ -10,6 +10,7 @@
 
 mod agents;
 mod auth;
+mod commit;
 mod docs;
 mod lobby;
 mod messages;
@@ -64,6 +65,7 @@ pub struct Linkspace {
     /// Set by `broodlink lock`: new connections and new `auth`s are refused.
     locked: AtomicBool,
     write: Mutex<Clock>,
+    committer: commit::Committer,
 }
 
 /// What opening a linkspace produced.
@@ -130,7 +132,7 @@ impl Linkspace {
             }
         }
         let clock = Clock { last_seq: store.max_seq().await?, last_timestamp: store.max_timestamp().await? };
-        let linkspace = Linkspace {
+        let linkspace = Arc::new_cyclic(|this| Linkspace {
             store,
             hub,
             config,
@@ -139,8 +141,9 @@ impl Linkspace {
             controller_id: controller.id,
             locked: AtomicBool::new(false),
             write: Mutex::new(clock),
-        };
-        Ok(Opened { linkspace: Arc::new(linkspace), new_controller_key })
+            committer: commit::Committer::start(this.clone()),
+        });
+        Ok(Opened { linkspace, new_controller_key })
     }
 
     /// Takes the write lock (see the module docs).

@@ -40,10 +40,12 @@ pub struct HistoryQuery {
     pub dm_viewer: Option<String>,
 }
 
-/// The SQLite database.
+/// The SQLite database: one connection for writes (the service serializes them, so
+/// SQLite never has to arbitrate), a pool for reads (WAL lets them run beside a write).
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    writer: SqlitePool,
+    reader: SqlitePool,
 }
 
 impl Store {
@@ -61,22 +63,17 @@ impl Store {
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(false)
         .busy_timeout(std::time::Duration::from_secs(5));
-        // An in-memory database exists per connection, so it must be a single one.
-        let max = if in_memory { 1 } else { 4 };
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        let writer = pool(options.clone(), 1).await?;
+        sqlx::migrate!("./migrations").run(&writer).await?;
+        // An in-memory database exists per connection, so readers must share the writer's.
+        let reader = if in_memory { writer.clone() } else { pool(options.read_only(true), 4).await? };
+        Ok(Store { writer, reader })
     }
 
     /// Closes every connection, waiting for in-flight queries.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.reader.close().await;
+        self.writer.close().await;
     }
 
     // ---- agents ----
@@ -93,7 +90,7 @@ impl Store {
         .bind(agent.banned)
         .bind(agent.created_at)
         .bind(agent.last_seen)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -101,20 +98,20 @@ impl Store {
     pub async fn agent_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<AgentRow>> {
         Ok(sqlx::query_as::<_, AgentRow>(&format!("{AGENT_COLUMNS} WHERE key_hash = ?"))
             .bind(key_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?)
     }
 
     pub async fn agent(&self, id: &str) -> StoreResult<Option<AgentRow>> {
         Ok(sqlx::query_as::<_, AgentRow>(&format!("{AGENT_COLUMNS} WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?)
     }
 
     pub async fn agents(&self) -> StoreResult<Vec<AgentRow>> {
         Ok(sqlx::query_as::<_, AgentRow>(&format!("{AGENT_COLUMNS} ORDER BY created_at, id"))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?)
     }
 
@@ -122,34 +119,34 @@ impl Store {
         Ok(sqlx::query_as::<_, AgentRow>(&format!(
             "{AGENT_COLUMNS} WHERE role = 'controller' ORDER BY created_at LIMIT 1"
         ))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?)
     }
 
     pub async fn count_agents(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM agents").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM agents").fetch_one(&self.reader).await?)
     }
 
     /// Replaces an agent's key (by its hash).
     pub async fn set_key_hash(&self, id: &str, key_hash: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE agents SET key_hash = ? WHERE id = ?").bind(key_hash).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE agents SET key_hash = ? WHERE id = ?").bind(key_hash).bind(id).execute(&self.writer).await?;
         Ok(())
     }
 
     pub async fn set_banned(&self, id: &str, banned: bool) -> StoreResult<()> {
-        sqlx::query("UPDATE agents SET banned = ? WHERE id = ?").bind(banned).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE agents SET banned = ? WHERE id = ?").bind(banned).bind(id).execute(&self.writer).await?;
         Ok(())
     }
 
     pub async fn set_last_seen(&self, id: &str, at: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE agents SET last_seen = ? WHERE id = ?").bind(at).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE agents SET last_seen = ? WHERE id = ?").bind(at).bind(id).execute(&self.writer).await?;
         Ok(())
     }
 
     /// Deletes an agent and its memberships and invitations, and gives the rooms it
     /// owned to `new_owner`, in one transaction. Its messages stay.
     pub async fn delete_agent(&self, id: &str, new_owner: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM room_members WHERE agent_id = ?").bind(id).execute(&mut *tx).await?;
         sqlx::query("UPDATE rooms SET owner_id = ? WHERE owner_id = ?")
             .bind(new_owner)
@@ -176,14 +173,14 @@ impl Store {
         .bind(room.is_lobby)
         .bind(room.created_at)
         .bind(room.deleted_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
 
     /// Creates a room with its creator as first member, in one transaction.
     pub async fn create_room(&self, room: &RoomRow) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO rooms (id, name, description, owner_id, visibility, is_lobby, created_at)
              VALUES (?, ?, ?, ?, ?, 0, ?)",
@@ -213,7 +210,7 @@ impl Store {
 
     pub async fn lobby(&self) -> StoreResult<Option<RoomRow>> {
         Ok(sqlx::query_as::<_, RoomRow>(&format!("{ROOM_COLUMNS} WHERE is_lobby = 1 LIMIT 1"))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?)
     }
 
@@ -221,7 +218,7 @@ impl Store {
     pub async fn room(&self, id: &str) -> StoreResult<Option<RoomRow>> {
         Ok(sqlx::query_as::<_, RoomRow>(&format!("{ROOM_COLUMNS} WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?)
     }
 
@@ -230,7 +227,7 @@ impl Store {
         Ok(sqlx::query_as::<_, RoomRow>(&format!(
             "{ROOM_COLUMNS} WHERE deleted_at IS NULL ORDER BY is_lobby DESC, created_at, id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?)
     }
 
@@ -252,12 +249,12 @@ impl Store {
         if let Some(id) = only {
             query = query.bind(id);
         }
-        Ok(query.fetch_all(&self.pool).await?)
+        Ok(query.fetch_all(&self.reader).await?)
     }
 
     pub async fn count_live_rooms_excluding_lobby(&self) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM rooms WHERE is_lobby = 0 AND deleted_at IS NULL")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?)
     }
 
@@ -266,7 +263,7 @@ impl Store {
             .bind(name)
             .bind(description)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -274,7 +271,7 @@ impl Store {
     /// Changes visibility; going private marks every current member invited (in the
     /// same transaction), so they can leave and rejoin.
     pub async fn set_visibility(&self, id: &str, visibility: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("UPDATE rooms SET visibility = ? WHERE id = ?").bind(visibility).bind(id).execute(&mut *tx).await?;
         if visibility == "private" {
             sqlx::query("UPDATE room_members SET invited = 1 WHERE room_id = ? AND is_member = 1")
@@ -288,7 +285,7 @@ impl Store {
 
     /// Makes `owner_id` the owner and a member.
     pub async fn take_ownership(&self, id: &str, owner_id: &str, now: i64) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("UPDATE rooms SET owner_id = ? WHERE id = ?").bind(owner_id).bind(id).execute(&mut *tx).await?;
         upsert_member(&mut tx, id, owner_id, now).await?;
         tx.commit().await?;
@@ -298,7 +295,7 @@ impl Store {
     /// Soft-deletes a room: removes every membership and invitation and gives it to
     /// `new_owner`. Messages stay.
     pub async fn delete_room(&self, id: &str, new_owner: &str, now: i64) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("UPDATE rooms SET deleted_at = ?, owner_id = ? WHERE id = ?")
             .bind(now)
             .bind(new_owner)
@@ -319,7 +316,7 @@ impl Store {
         )
         .bind(room_id)
         .bind(agent_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?)
     }
 
@@ -330,7 +327,7 @@ impl Store {
              FROM room_members m JOIN rooms r ON r.id = m.room_id
              WHERE r.deleted_at IS NULL",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?)
     }
 
@@ -344,14 +341,14 @@ impl Store {
              ORDER BY m.joined_at, a.id",
         )
         .bind(room_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         Ok(rows.into_iter().map(MemberWithAgent::split).collect())
     }
 
     /// Adds a member (keeping any invitation).
     pub async fn add_member(&self, room_id: &str, agent_id: &str, now: i64) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         upsert_member(&mut tx, room_id, agent_id, now).await?;
         tx.commit().await?;
         Ok(())
@@ -364,7 +361,7 @@ impl Store {
         } else {
             "UPDATE room_members SET is_member = 0, invited = 0, joined_at = NULL WHERE room_id = ? AND agent_id = ?"
         };
-        sqlx::query(sql).bind(room_id).bind(agent_id).execute(&self.pool).await?;
+        sqlx::query(sql).bind(room_id).bind(agent_id).execute(&self.writer).await?;
         Ok(())
     }
 
@@ -375,7 +372,7 @@ impl Store {
         )
         .bind(room_id)
         .bind(agent_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -383,41 +380,44 @@ impl Store {
     // ---- messages ----
 
     pub async fn max_seq(&self) -> StoreResult<i64> {
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM messages").fetch_one(&self.pool).await?;
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM messages").fetch_one(&self.reader).await?;
         Ok(max.unwrap_or(0))
     }
 
     pub async fn max_timestamp(&self) -> StoreResult<i64> {
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(timestamp) FROM messages").fetch_one(&self.pool).await?;
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(timestamp) FROM messages").fetch_one(&self.reader).await?;
         Ok(max.unwrap_or(0))
     }
 
-    /// Stores a message; for the lobby, prunes room messages beyond `lobby_keep` in the
-    /// same transaction. Returns once committed.
-    pub async fn insert_message(&self, message: &MessageRow, lobby_keep: Option<u32>) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO messages (seq, id, room_id, sender_id, sender_name, content, to_agent_id, timestamp)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(message.seq)
-        .bind(&message.id)
-        .bind(&message.room_id)
-        .bind(&message.sender_id)
-        .bind(&message.sender_name)
-        .bind(&message.content)
-        .bind(&message.to_agent_id)
-        .bind(message.timestamp)
-        .execute(&mut *tx)
-        .await?;
-        if let (Some(keep), None) = (lobby_keep, &message.to_agent_id) {
+    /// Stores messages in one transaction (one commit, one fsync). With `lobby` =
+    /// `(lobby id, keep)`, prunes the lobby's room messages beyond the newest `keep` in
+    /// the same transaction. Returns once committed.
+    pub async fn insert_messages(&self, messages: &[MessageRow], lobby: Option<(&str, u32)>) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        for message in messages {
+            sqlx::query(
+                "INSERT INTO messages (seq, id, room_id, sender_id, sender_name, content, to_agent_id, timestamp)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(message.seq)
+            .bind(&message.id)
+            .bind(&message.room_id)
+            .bind(&message.sender_id)
+            .bind(&message.sender_name)
+            .bind(&message.content)
+            .bind(&message.to_agent_id)
+            .bind(message.timestamp)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some((lobby_id, keep)) = lobby {
             // Keep the newest `keep` room messages; DMs are not subject to it.
             sqlx::query(
                 "DELETE FROM messages WHERE room_id = ?1 AND to_agent_id IS NULL AND seq < (
                      SELECT seq FROM messages WHERE room_id = ?1 AND to_agent_id IS NULL
                      ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
             )
-            .bind(&message.room_id)
+            .bind(lobby_id)
             .bind(i64::from(keep.max(1)) - 1)
             .execute(&mut *tx)
             .await?;
@@ -429,7 +429,7 @@ impl Store {
     pub async fn message(&self, id: &str) -> StoreResult<Option<MessageRow>> {
         Ok(sqlx::query_as::<_, MessageRow>(&format!("{MESSAGE_COLUMNS} WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?)
     }
 
@@ -439,7 +439,7 @@ impl Store {
             .bind(reason)
             .bind(at)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -471,7 +471,7 @@ impl Store {
         if let Some(viewer) = &q.dm_viewer {
             query = query.bind(viewer).bind(viewer);
         }
-        let mut rows = query.bind(i64::from(q.limit) + 1).fetch_all(&self.pool).await?;
+        let mut rows = query.bind(i64::from(q.limit) + 1).fetch_all(&self.reader).await?;
         let has_more = rows.len() > q.limit as usize;
         rows.truncate(q.limit as usize);
         if !ascending {
@@ -485,14 +485,14 @@ impl Store {
     pub async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
         let value: Option<Option<String>> = sqlx::query_scalar("SELECT value FROM linkspace_settings WHERE key = ?")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         Ok(value.flatten())
     }
 
     /// Sets several settings in one transaction (`None` stores NULL).
     pub async fn set_settings(&self, values: &[(&str, Option<&str>)]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for (key, value) in values {
             sqlx::query(
                 "INSERT INTO linkspace_settings (key, value) VALUES (?, ?)
@@ -506,6 +506,16 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+async fn pool(options: SqliteConnectOptions, size: u32) -> StoreResult<SqlitePool> {
+    Ok(SqlitePoolOptions::new()
+        .max_connections(size)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await?)
 }
 
 async fn upsert_member(

@@ -1,0 +1,150 @@
+//! Group commit for messages. Senders queue their message and wait; one task takes
+//! everything queued while the previous commit ran, and under the write lock gives each
+//! message its `seq`, inserts them all in one transaction, commits, fans the events out
+//! in `seq` order and only then answers each sender. One fsync serves the whole batch,
+//! and the write lock keeps batches ordered with every other state change.
+
+use std::sync::Weak;
+
+use broodlink_protocol::{DmEvent, Event, MessageEvent, SendResult};
+use tokio::sync::{mpsc, oneshot};
+
+use super::views::message_view;
+use super::{new_id, Linkspace};
+use crate::error::{ServiceError, ServiceResult};
+use crate::hub::Audience;
+use crate::store::MessageRow;
+
+/// Most messages one transaction takes; more wait for the next one.
+const MAX_BATCH: usize = 512;
+/// Queued messages before senders wait for room in the queue.
+const QUEUE: usize = 4096;
+
+/// A message waiting for its commit.
+pub(super) struct Pending {
+    pub room_id: String,
+    pub sender_id: String,
+    pub sender_name: String,
+    pub content: String,
+    /// For a direct message: the recipient.
+    pub to_agent_id: Option<String>,
+    /// The sending connection, which gets the result instead of the event.
+    pub session_id: u64,
+}
+
+struct Job {
+    message: Pending,
+    reply: oneshot::Sender<ServiceResult<SendResult>>,
+}
+
+/// The senders' side of the queue.
+pub(super) struct Committer {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Committer {
+    /// Starts the commit task. It holds the linkspace weakly, so dropping the linkspace
+    /// closes the queue and ends the task.
+    pub(super) fn start(linkspace: Weak<Linkspace>) -> Committer {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        tokio::spawn(run(linkspace, jobs));
+        Committer { queue }
+    }
+
+    /// Queues a message and waits until it is committed (or refused).
+    pub(super) async fn commit(&self, message: Pending) -> ServiceResult<SendResult> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(Job { message, reply }).await.map_err(|_| ServiceError::ShuttingDown)?;
+        answer.await.map_err(|_| ServiceError::ShuttingDown)?
+    }
+}
+
+async fn run(linkspace: Weak<Linkspace>, mut jobs: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let Some(linkspace) = linkspace.upgrade() else { break };
+        linkspace.commit_batch(&mut batch).await;
+    }
+}
+
+impl Linkspace {
+    async fn commit_batch(&self, batch: &mut Vec<Job>) {
+        let clock = &mut self.write().await;
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut accepted = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            // Membership may have changed since the sender was checked: the rule is
+            // membership at commit time.
+            if let Err(refusal) = self.check_sender(&job.message) {
+                let _ = job.reply.send(Err(refusal));
+                continue;
+            }
+            let (seq, timestamp) = clock.tick();
+            let Pending { room_id, sender_id, sender_name, content, to_agent_id, session_id } = job.message;
+            rows.push(MessageRow {
+                seq,
+                id: new_id(),
+                room_id,
+                sender_id,
+                sender_name,
+                content,
+                to_agent_id,
+                timestamp,
+                removed_by: None,
+                removed_reason: None,
+            });
+            accepted.push((job.reply, session_id));
+        }
+        if rows.is_empty() {
+            return;
+        }
+        let prune_lobby = rows.iter().any(|row| row.to_agent_id.is_none() && self.is_lobby(&row.room_id));
+        let lobby = prune_lobby.then(|| (self.lobby_id.as_str(), self.config.lobby.history_limit));
+        if let Err(e) = self.store.insert_messages(&rows, lobby).await {
+            tracing::error!(error = %e, messages = rows.len(), "committing messages failed");
+            for (reply, _) in accepted {
+                let _ = reply.send(Err(ServiceError::CommitFailed));
+            }
+            return;
+        }
+        for (row, (reply, session_id)) in rows.into_iter().zip(accepted) {
+            let result = SendResult { message_id: row.id.clone(), timestamp: row.timestamp, seq: row.seq };
+            self.fan_out(row, session_id);
+            let _ = reply.send(Ok(result));
+        }
+    }
+
+    /// Whether the sender may still post there (room messages outside the lobby).
+    fn check_sender(&self, message: &Pending) -> ServiceResult<()> {
+        if message.to_agent_id.is_some() || self.is_lobby(&message.room_id) {
+            return Ok(());
+        }
+        match self.hub.membership(&message.room_id, &message.sender_id) {
+            Some(true) => Ok(()),
+            Some(false) => Err(ServiceError::NotAMember),
+            None => Err(ServiceError::RoomNotFound),
+        }
+    }
+
+    /// Sends a committed message's event: `dm` to the recipient, or `message` to the
+    /// room (every online agent for the lobby), never to the sending connection.
+    fn fan_out(&self, row: MessageRow, session_id: u64) {
+        if let Some(to) = row.to_agent_id.clone() {
+            let event = Event::Dm(DmEvent {
+                from_agent_id: row.sender_id,
+                from_display_name: row.sender_name,
+                to_agent_id: to.clone(),
+                content: row.content,
+                message_id: row.id,
+                timestamp: row.timestamp,
+                seq: row.seq,
+            });
+            self.hub.send(Audience::Agents(&[&to]), &event, Some(session_id));
+            return;
+        }
+        let room_id = row.room_id.clone();
+        let audience = if self.is_lobby(&room_id) { Audience::Everyone } else { Audience::Room(&room_id, &[]) };
+        let event = Event::Message(MessageEvent { room_id: room_id.clone(), message: message_view(row) });
+        self.hub.send(audience, &event, Some(session_id));
+    }
+}
