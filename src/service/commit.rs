@@ -99,7 +99,7 @@ impl Linkspace {
             return;
         }
         let prune_lobby = rows.iter().any(|row| row.to_agent_id.is_none() && self.is_lobby(&row.room_id));
-        let lobby = prune_lobby.then(|| (self.lobby_id.as_str(), self.config.lobby.history_limit));
+        let lobby = prune_lobby.then_some((self.lobby_id.as_str(), self.config.lobby.history_limit));
         if let Err(e) = self.store.insert_messages(&rows, lobby).await {
             tracing::error!(error = %e, messages = rows.len(), "committing messages failed");
             for (reply, _) in accepted {
