@@ -95,7 +95,8 @@ impl Config {
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            if key == "." {
+            // A syntax error has no key, only a position.
+            if key == "." || inner.is_syntax() || inner.is_eof() {
                 inner.to_string()
             } else {
                 format!("key `{key}`: {inner}")

@@ -47,7 +47,8 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     if !dir.exists() {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
-    Ok(())
+    // Also for a directory that already existed: it holds keys' hashes and the log.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
 fn write_new(path: &Path, contents: &str) -> io::Result<()> {

@@ -40,6 +40,31 @@ pub enum StartError {
     Bind { addr: String, source: std::io::Error },
 }
 
+/// The address to bind: the configured host, or with Tailscale its interface's
+/// address or nothing (never wider).
+pub fn bind_host(config: &Config) -> Result<String, StartError> {
+    if config.tailscale.enabled {
+        Ok(tailscale::select(&tailscale::interfaces()?, &config.tailscale.interface_name)?.to_string())
+    } else {
+        Ok(config.host.clone())
+    }
+}
+
+fn bind_addr(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Fails fast, before anything is created, if the configured address cannot be bound
+/// (port in use, no such address, no Tailscale interface).
+pub fn check_bindable(config: &Config) -> Result<(), StartError> {
+    let addr = bind_addr(&bind_host(config)?, config.port);
+    std::net::TcpListener::bind(&addr).map(drop).map_err(|source| StartError::Bind { addr, source })
+}
+
 /// First-run setup without serving: creates the database, the controller and the
 /// lobby if missing. Returns the controller's key when this call created it.
 pub async fn bootstrap(config: Config, data_dir: &Path) -> Result<Option<String>, StartError> {
@@ -67,12 +92,7 @@ impl Server {
     /// run) and binds the listener. `data_dir` is where `docs/` lives; `None` (tests
     /// with `":memory:"`) uses the built-in docs.
     pub async fn open(config: Config, data_dir: Option<&Path>) -> Result<Server, StartError> {
-        // With Tailscale, bind its interface's address or nothing: never wider.
-        let host = if config.tailscale.enabled {
-            tailscale::select(&tailscale::interfaces()?, &config.tailscale.interface_name)?.to_string()
-        } else {
-            config.host.clone()
-        };
+        let host = bind_host(&config)?;
         let admin_path = data_dir.map(|dir| dir.join("broodlink.sock"));
         if let Some(path) = &admin_path {
             if admin::request(path, admin::Command::Status).is_ok() {
@@ -92,7 +112,7 @@ impl Server {
             datadir::restrict_database(&database)
                 .map_err(|source| StartError::DataDir { path: database.clone(), source })?;
         }
-        let addr = if host.contains(':') { format!("[{host}]:{}", config.port) } else { format!("{host}:{}", config.port) };
+        let addr = bind_addr(&host, config.port);
         let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr, source })?;
         // A message may be 4 bytes per character, JSON-escaped up to 6: leave room for
         // that plus the envelope.

@@ -15,7 +15,7 @@ pub fn server(instance: &Instance) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(e),
     };
-    let url = format!("ws://127.0.0.1:{}", config.port);
+    let url = super::serve::url_for(&config);
     let created = match runtime() {
         Ok(runtime) => runtime.block_on(server::bootstrap(config, &instance.data_dir)),
         Err(code) => return code,

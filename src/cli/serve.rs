@@ -64,52 +64,68 @@ pub fn background(instance: &Instance, net: &NetOverrides, log_format: LogFormat
         Ok(config) => config,
         Err(code) => return code,
     };
-    // The controller is created here, in the foreground, so the person sees its key.
-    let created = match runtime() {
-        Ok(runtime) => runtime.block_on(server::bootstrap(config.clone(), &instance.data_dir)),
-        Err(code) => return code,
-    };
-    match created {
-        Ok(Some(key)) => print_controller_key(&key, &url_for(&config), &instance.data_dir),
-        Ok(None) => {}
-        Err(e) => return fail(e),
+    // Fail before creating anything (a controller whose key the person would have to
+    // catch from an error message) when the server could not listen anyway.
+    if let Err(e) = server::check_bindable(&config) {
+        return fail(e);
     }
-
     let log = match std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(instance.log_file()) {
         Ok(log) => log,
         Err(e) => return fail(format!("cannot open {}: {e}", instance.log_file().display())),
     };
     let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    // The set-up below (e.g. importing an edited CONSTITUTION.md) belongs in the log too.
+    if let Ok(writer) = log.try_clone() {
+        init_logging_to(log_format, std::sync::Mutex::new(writer));
+    }
+
+    // The controller is created here, in the foreground, so the person sees its key.
+    let created = match runtime() {
+        Ok(runtime) => runtime.block_on(server::bootstrap(config.clone(), &instance.data_dir)),
+        Err(code) => return code,
+    };
+    let new_key = match created {
+        Ok(key) => key,
+        Err(e) => return fail(e),
+    };
     let mut child = match spawn_detached(instance, net, log_format, log) {
         Ok(child) => child,
         Err(e) => return fail(format!("cannot start the server process: {e}")),
     };
 
     let deadline = Instant::now() + START_TIMEOUT;
-    loop {
+    let outcome = loop {
         if let Ok(Some(status)) = child.try_wait() {
             let log = log_tail(instance, log_start);
-            return fail(format!("the server exited during start-up ({status}):\n{log}"));
+            break Err(format!("the server exited during start-up ({status}):\n{log}"));
         }
         if let Ok(reply) = admin::request(&instance.admin_socket(), admin::Command::Status) {
             let status = &reply["status"];
             if status["pid"] == child.id() {
-                println!("BroodLink is running in the background (pid {})", child.id());
-                println!("  listening on {}", status["url"].as_str().unwrap_or("?"));
-                println!("  log: {}", instance.log_file().display());
-                println!("  stop it with `broodlink stop`");
-                return ExitCode::SUCCESS;
+                break Ok(status["url"].as_str().unwrap_or("?").to_owned());
             }
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return fail(format!(
-                "the server did not accept connections within {}s; see {}",
-                START_TIMEOUT.as_secs(),
-                instance.log_file().display()
-            ));
+            let log = instance.log_file();
+            break Err(format!("the server did not accept connections within {}s; see {}", START_TIMEOUT.as_secs(), log.display()));
         }
         std::thread::sleep(Duration::from_millis(50));
+    };
+    // Shown whatever happened: the key is valid and will never be shown again.
+    if let Some(key) = &new_key {
+        let url = outcome.as_deref().map_or_else(|_| url_for(&config), str::to_owned);
+        print_controller_key(key, &url, &instance.data_dir);
+    }
+    match outcome {
+        Ok(url) => {
+            println!("BroodLink is running in the background (pid {})", child.id());
+            println!("  listening on {url}");
+            println!("  log: {}", instance.log_file().display());
+            println!("  stop it with `broodlink stop`");
+            ExitCode::SUCCESS
+        }
+        Err(message) => fail(message),
     }
 }
 
@@ -164,21 +180,36 @@ fn log_tail(instance: &Instance, from: u64) -> String {
     text.trim_end().to_owned()
 }
 
-fn url_for(config: &Config) -> String {
-    let host = if config.host == "0.0.0.0" || config.host == "::" { "127.0.0.1" } else { config.host.as_str() };
+/// The URL agents would connect to, from the configuration alone.
+pub(super) fn url_for(config: &Config) -> String {
+    let host = server::bind_host(config).unwrap_or_else(|_| config.host.clone());
+    let host = if host == "0.0.0.0" || host == "::" { "127.0.0.1".to_owned() } else { host };
     format!("ws://{host}:{}", config.port)
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: a background server's stderr is the log file.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+fn init_logging_to<W>(format: LogFormat, writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(writer).with_ansi(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }
 
 async fn shutdown_signal() {
