@@ -108,12 +108,12 @@ impl Session {
         }
     }
 
-    /// Sends `frame` (a `disconnected` event) and closes the connection.
-    pub fn disconnect(&self, frame: Utf8Bytes, reason: &str) {
+    /// Sends `frame` (a `disconnected` event) and closes the connection with `code`.
+    pub fn disconnect(&self, frame: Utf8Bytes, code: u16, reason: &str) {
         self.release_held();
         self.push(frame);
         if !self.closed.swap(true, Ordering::AcqRel) {
-            let _ = self.outbound.try_send(Outbound::Close { code: 1000, reason: reason.to_owned() });
+            let _ = self.outbound.try_send(Outbound::Close { code, reason: reason.to_owned() });
             self.close_signal.notify_one();
         }
     }

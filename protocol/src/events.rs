@@ -54,7 +54,9 @@ declare_events! {
     /// The recipient was kicked from a room.
     #[event(name = "kicked", recipients = "The kicked agent only")]
     Kicked(KickedEvent),
-    /// The server is about to close this connection (agent kicked, banned or revoked).
+    /// The server is about to close this connection: the agent was kicked, banned or
+    /// revoked, its key was rotated, or the server is shutting down (`retry: true`; the
+    /// WebSocket then closes with status 1001 Going Away).
     #[event(name = "disconnected", recipients = "The connection being closed")]
     Disconnected(DisconnectedEvent),
 }
@@ -249,4 +251,8 @@ pub struct KickedEvent {
 pub struct DisconnectedEvent {
     /// Why the connection is being closed.
     pub reason: String,
+    /// Whether a client should reconnect by itself: `true` when the server is shutting
+    /// down (it will likely come back), `false` when the agent was kicked, banned or
+    /// revoked, or its key was rotated.
+    pub retry: bool,
 }

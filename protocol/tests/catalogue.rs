@@ -38,9 +38,9 @@ fn method_and_event_names_are_unique() {
 
 #[test]
 fn events_serialize_as_method_and_params() {
-    let event = Event::Disconnected(broodlink_protocol::DisconnectedEvent { reason: "bye".into() });
+    let event = Event::Disconnected(broodlink_protocol::DisconnectedEvent { reason: "bye".into(), retry: false });
     let value = serde_json::to_value(&event).unwrap();
-    assert_eq!(value, serde_json::json!({ "method": "disconnected", "params": { "reason": "bye" } }));
+    assert_eq!(value, serde_json::json!({ "method": "disconnected", "params": { "reason": "bye", "retry": false } }));
     assert_eq!(event.name(), "disconnected");
 }
 

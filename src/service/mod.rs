@@ -163,9 +163,10 @@ impl Linkspace {
     /// many were closed. Caller holds the write lock.
     async fn disconnect_agent(&self, agent_id: &str, reason: &str) -> u32 {
         let sessions = self.hub.take_agent(agent_id);
-        let frame = crate::hub::frame(&Event::Disconnected(DisconnectedEvent { reason: reason.to_owned() }));
+        let event = DisconnectedEvent { reason: reason.to_owned(), retry: false };
+        let frame = crate::hub::frame(&Event::Disconnected(event));
         for session in &sessions {
-            session.disconnect(frame.clone(), reason);
+            session.disconnect(frame.clone(), 1000, reason);
         }
         if let Some(first) = sessions.first() {
             self.went_offline(agent_id, first.identity().map(|i| i.display_name.clone())).await;
@@ -185,11 +186,12 @@ impl Linkspace {
         self.hub.send(Audience::Everyone, &event, None);
     }
 
-    /// Tells every connection the server is going away and closes it.
+    /// Tells every connection the server is going away (`retry: true`, close status
+    /// 1001) and closes it.
     pub fn close_all(&self, reason: &str) {
-        let frame = crate::hub::frame(&Event::Disconnected(DisconnectedEvent { reason: reason.to_owned() }));
+        let frame = crate::hub::frame(&Event::Disconnected(DisconnectedEvent { reason: reason.to_owned(), retry: true }));
         for session in self.hub.take_all() {
-            session.disconnect(frame.clone(), reason);
+            session.disconnect(frame.clone(), 1001, reason);
         }
     }
 

@@ -160,7 +160,7 @@ async fn kick_disconnects_every_connection_of_the_agent_and_it_may_reconnect() {
 
     for client in [&mut target.client, &mut second] {
         let events = client.wait_closed().await;
-        assert_eq!(disconnected_events(&events), vec![json!({ "reason": "cool down" })], "events: {events:?}");
+        assert_eq!(disconnected_events(&events), vec![json!({ "reason": "cool down", "retry": false })], "events: {events:?}");
         assert!(client.closed);
     }
 
@@ -241,7 +241,7 @@ async fn ban_disconnects_and_blocks_auth_until_unban() {
     assert_eq!(result, json!({ "ok": true, "agentId": target.id, "disconnected": 2 }));
     for client in [&mut target.client, &mut second] {
         let events = client.wait_closed().await;
-        assert_eq!(disconnected_events(&events), vec![json!({ "reason": "spam" })], "events: {events:?}");
+        assert_eq!(disconnected_events(&events), vec![json!({ "reason": "spam", "retry": false })], "events: {events:?}");
     }
     assert_eq!(
         controller.event("presence").await,
@@ -295,7 +295,7 @@ async fn revoke_disconnects_and_the_key_stops_working() {
     assert_eq!(result, json!({ "ok": true, "agentId": target.id, "disconnected": 2 }));
     for client in [&mut target.client, &mut second] {
         let events = client.wait_closed().await;
-        assert_eq!(disconnected_events(&events), vec![json!({ "reason": "retired" })], "events: {events:?}");
+        assert_eq!(disconnected_events(&events), vec![json!({ "reason": "retired", "retry": false })], "events: {events:?}");
     }
     assert_eq!(
         watcher.client.event("presence").await,
@@ -549,4 +549,25 @@ async fn auth_twice_on_one_connection_is_forbidden_and_keeps_the_first_identity(
     client.err("agent.list", json!({}), 4003).await;
     let list = client.ok("room.list", json!({})).await;
     assert_eq!(list["rooms"][0]["isLobby"], true);
+}
+
+#[tokio::test]
+async fn shutdown_tells_every_connection_to_retry_and_kicks_tell_it_not_to() {
+    let mut server = TestServer::start().await;
+    let mut ctrl = server.controller().await;
+    let mut kicked = server.participant(&mut ctrl, "Kicked").await;
+    let mut staying = server.participant(&mut ctrl, "Staying").await;
+
+    ctrl.ok("agent.kick", json!({ "agentId": kicked.id, "reason": "cool down" })).await;
+    let events = kicked.client.wait_closed().await;
+    let goodbye: Vec<_> = events.iter().filter(|e| e["method"] == "disconnected").collect();
+    assert_eq!(goodbye.len(), 1, "{events:?}");
+    assert_eq!(goodbye[0]["params"], json!({ "reason": "cool down", "retry": false }));
+
+    staying.client.sync().await;
+    server.stop().await;
+    let events = staying.client.wait_closed().await;
+    let goodbye: Vec<_> = events.iter().filter(|e| e["method"] == "disconnected").collect();
+    assert_eq!(goodbye.len(), 1, "{events:?}");
+    assert_eq!(goodbye[0]["params"], json!({ "reason": "server shutting down", "retry": true }));
 }
