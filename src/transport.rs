@@ -26,6 +26,11 @@ use crate::session::{Outbound, Session};
 
 /// Frames a connection may have queued before it counts as a slow consumer.
 const OUTBOUND_QUEUE: usize = 1024;
+/// Initial WebSocket read buffer per connection.
+const READ_BUFFER: usize = 4 * 1024;
+/// Bytes the WebSocket writer gathers before writing to the socket (the writer task
+/// also flushes after each batch of queued frames).
+const WRITE_BUFFER: usize = 8 * 1024;
 
 pub struct Transport {
     pub linkspace: Arc<Linkspace>,
@@ -70,7 +75,13 @@ async fn upgrade(
         let text = "BroodLink speaks JSON-RPC 2.0 over WebSocket: connect with a WebSocket client to this URL.\n";
         return (StatusCode::UPGRADE_REQUIRED, text).into_response();
     };
-    let ws = ws.max_message_size(transport.max_frame_bytes).max_frame_size(transport.max_frame_bytes);
+    // Small buffers: tungstenite's defaults (128 KiB each way) would dominate the memory
+    // of an idle connection; they grow for a large frame and most frames are small.
+    let ws = ws
+        .max_message_size(transport.max_frame_bytes)
+        .max_frame_size(transport.max_frame_bytes)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER);
     if transport.linkspace.is_locked() {
         // Upgrade, then close with a reason the client can show: a refused HTTP
         // upgrade would reach it as an opaque handshake failure.
