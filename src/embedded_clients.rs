@@ -11,6 +11,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("python/broodlink_client/types.py", include_str!("../clients/python/broodlink_client/types.py")),
     ("python/pyproject.toml", include_str!("../clients/python/pyproject.toml")),
     ("typescript/README.md", include_str!("../clients/typescript/README.md")),
+    ("typescript/package-lock.json", include_str!("../clients/typescript/package-lock.json")),
     ("typescript/package.json", include_str!("../clients/typescript/package.json")),
     ("typescript/src/broodlink_client.ts", include_str!("../clients/typescript/src/broodlink_client.ts")),
     ("typescript/src/runtime.ts", include_str!("../clients/typescript/src/runtime.ts")),
