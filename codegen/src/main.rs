@@ -54,15 +54,19 @@ pub fn camel(snake: &str) -> String {
 
 /// Every generated file.
 pub fn generate() -> Vec<Output> {
-    let protocol = ir::Protocol::build();
+    generate_from(&ir::Protocol::build())
+}
+
+/// Every generated file, from a given IR.
+fn generate_from(protocol: &ir::Protocol) -> Vec<Output> {
     let tera = templates();
     let mut outputs = vec![
-        Output::new("openrpc.json", openrpc::openrpc(&protocol)),
+        Output::new("openrpc.json", openrpc::openrpc(protocol)),
         Output::new("schema/broodlink.schema.json", openrpc::schema_bundle()),
-        Output::new("PROTOCOL.md", markdown::render(&protocol, &tera)),
+        Output::new("PROTOCOL.md", markdown::render(protocol, &tera)),
     ];
-    outputs.extend(python::generate(&protocol, &tera));
-    outputs.extend(typescript::generate(&protocol, &tera));
+    outputs.extend(python::generate(protocol, &tera));
+    outputs.extend(typescript::generate(protocol, &tera));
     let embedded = embedded_clients(&outputs);
     outputs.push(embedded);
     outputs
@@ -101,7 +105,11 @@ fn repo_root() -> PathBuf {
 
 /// The generated files whose contents on disk differ (or that are missing).
 pub fn stale(root: &Path) -> Vec<PathBuf> {
-    generate()
+    stale_among(root, generate())
+}
+
+fn stale_among(root: &Path, outputs: Vec<Output>) -> Vec<PathBuf> {
+    outputs
         .into_iter()
         .filter(|out| std::fs::read_to_string(root.join(&out.path)).ok().as_deref() != Some(out.contents.as_str()))
         .map(|out| out.path)
@@ -153,6 +161,86 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use super::{generate, generate_from, ir, stale_among};
+
+    fn write_all(root: &std::path::Path) {
+        for out in generate() {
+            let path = root.join(&out.path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, out.contents).unwrap();
+        }
+    }
+
+    /// Editing a doc comment in the protocol crate changes what is generated from it,
+    /// and the check then names every file that changed.
+    #[test]
+    fn a_changed_doc_comment_makes_the_check_fail() {
+        let root = std::env::temp_dir().join(format!("broodlink-codegen-{}", std::process::id()));
+        write_all(&root);
+        assert!(stale_among(&root, generate()).is_empty(), "freshly written files are up to date");
+
+        let mut protocol = ir::Protocol::build();
+        let method = protocol.methods.iter_mut().find(|m| m.name == "room.join").unwrap();
+        method.doc.push_str("\nA sentence added to the doc comment.");
+        let stale = stale_among(&root, generate_from(&protocol));
+        let _ = std::fs::remove_dir_all(&root);
+        for expected in [
+            "openrpc.json",
+            "PROTOCOL.md",
+            "clients/python/broodlink_client/client.py",
+            "clients/typescript/src/broodlink_client.ts",
+        ] {
+            assert!(stale.contains(&PathBuf::from(expected)), "{expected} not reported stale: {stale:?}");
+        }
+    }
+
+    /// Every method, event and error code reaches the reference, the OpenRPC document
+    /// and both clients.
+    #[test]
+    fn every_method_event_and_error_appears_in_every_artifact() {
+        let outputs = generate();
+        let text = |path: &str| -> &str {
+            &outputs.iter().find(|o| o.path == PathBuf::from(path)).unwrap_or_else(|| panic!("no {path}")).contents
+        };
+        let artifacts = [
+            "openrpc.json",
+            "PROTOCOL.md",
+            "clients/python/broodlink_client/client.py",
+            "clients/typescript/src/broodlink_client.ts",
+        ];
+        let protocol = ir::Protocol::build();
+        for artifact in artifacts {
+            let body = text(artifact);
+            for method in &protocol.methods {
+                assert!(
+                    body.contains(&format!("\"{}\"", method.name)) || body.contains(&format!("`{}`", method.name)),
+                    "{artifact} lacks method {}",
+                    method.name
+                );
+            }
+            for event in &protocol.events {
+                assert!(
+                    body.contains(&format!("\"{}\"", event.name)) || body.contains(&format!("`{}`", event.name)),
+                    "{artifact} lacks event {}",
+                    event.name
+                );
+            }
+        }
+        for artifact in [
+            "openrpc.json",
+            "PROTOCOL.md",
+            "clients/python/broodlink_client/errors.py",
+            "clients/typescript/src/broodlink_client.ts",
+        ] {
+            let body = text(artifact);
+            for error in &protocol.errors {
+                assert!(body.contains(&error.code.to_string()), "{artifact} lacks error {}", error.code);
+            }
+        }
+    }
+
     /// A plain `cargo test` catches a stale generated file too.
     #[test]
     fn generated_files_are_up_to_date() {
