@@ -26,6 +26,8 @@ use crate::session::{Outbound, Session};
 
 /// Frames a connection may have queued before it counts as a slow consumer.
 const OUTBOUND_QUEUE: usize = 1024;
+/// How long a closing connection's writer may take to flush what is queued.
+const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Initial WebSocket read buffer per connection.
 const READ_BUFFER: usize = 4 * 1024;
 /// Bytes the WebSocket writer gathers before writing to the socket (the writer task
@@ -104,9 +106,13 @@ async fn connection(socket: WebSocket, remote: SocketAddr, transport: Arc<Transp
     let writer = tokio::spawn(write_loop(sink, rx));
     read_loop(stream, &session, &transport).await;
     transport.linkspace.connection_closed(&session).await;
-    // Dropping the last sender lets the writer drain what is queued and finish.
+    // Dropping the last sender lets the writer drain what is queued and finish; a client
+    // that does not read would keep it blocked on a full socket, so it gets a deadline.
     drop(session);
-    let _ = writer.await;
+    let mut writer = writer;
+    if tokio::time::timeout(WRITER_GRACE, &mut writer).await.is_err() {
+        writer.abort();
+    }
     tracing::debug!(conn = id, "disconnected");
 }
 

@@ -33,11 +33,8 @@ pub fn openrpc(protocol: &Protocol) -> String {
                     })
                 })
                 .collect();
-            let errors: Vec<Value> = method
-                .errors
-                .iter()
-                .map(|e| json!({ "$ref": format!("#/components/errors/{}", e.ident) }))
-                .collect();
+            let errors: Vec<Value> =
+                method.errors.iter().map(|e| json!({ "$ref": format!("#/components/errors/{}", e.ident) })).collect();
             json!({
                 "name": method.name,
                 "summary": method.summary,
