@@ -36,7 +36,7 @@ async fn connect(dispatcher: &Dispatcher, key: &str) -> Arc<Session> {
     let auth = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"auth","params":{{"apiKey":"{key}"}}}}"#);
     let response = dispatcher.frame(&session, &auth).await.expect("auth response");
     assert!(response.contains("\"result\""), "{response}");
-    session.release_held();
+    session.release_held().await;
     session
 }
 

@@ -139,7 +139,8 @@ pub enum AdminError {
 /// The client side (the CLI): sends one command and returns the reply.
 pub fn request(path: &Path, command: Command) -> Result<Value, AdminError> {
     let io = |source| AdminError::Io { path: path.to_owned(), source };
-    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|_| AdminError::NotRunning(path.to_owned()))?;
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(path).map_err(|_| AdminError::NotRunning(path.to_owned()))?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(io)?;
     stream.set_write_timeout(Some(Duration::from_secs(10))).map_err(io)?;
     writeln!(stream, "{}", json!({ "command": command })).map_err(io)?;

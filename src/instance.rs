@@ -95,8 +95,7 @@ impl PidFile {
     pub fn create(path: &Path) -> io::Result<PidFile> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let mut file =
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
         writeln!(file, "{}", std::process::id())?;
         Ok(PidFile(path.to_owned()))
     }

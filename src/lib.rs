@@ -2,6 +2,7 @@
 //! the tests start a [`server::Server`] in-process. See ARCHITECTURE.md for the map.
 
 pub mod admin;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod datadir;

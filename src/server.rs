@@ -145,13 +145,21 @@ impl Server {
     /// `disconnected {reason: "server shutting down"}`, waits (bounded) for them to
     /// close, and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let admin = self.admin.map(|admin| tokio::spawn(admin.run(self.linkspace.clone(), Self::url_of(&self.listener))));
+        let admin =
+            self.admin.map(|admin| tokio::spawn(admin.run(self.linkspace.clone(), Self::url_of(&self.listener))));
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         let dispatcher = Dispatcher::new(Rpc::new(self.linkspace.clone()).into_rpc(), self.max_request_bytes);
         let transport =
             Arc::new(Transport::new(self.linkspace.clone(), dispatcher, self.max_request_bytes * 2, alive_tx));
         let app = transport::router(transport.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await?;
+        // Small frames must not wait for the peer's delayed ACK (Nagle): without
+        // TCP_NODELAY an ack behind a previous write can take 40 ms.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |stream: &mut tokio::net::TcpStream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
 
         tracing::info!("shutting down");
         self.linkspace.close_all("server shutting down");

@@ -82,9 +82,14 @@ impl Session {
                 return;
             }
         }
-        if self.outbound.try_send(Outbound::Frame(frame)).is_err() {
-            tracing::warn!(conn = self.id, "outbound queue full; disconnecting slow consumer");
-            self.close_now();
+        match self.outbound.try_send(Outbound::Frame(frame)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(conn = self.id, "outbound queue full; disconnecting slow consumer");
+                self.close_now();
+            }
+            // The connection is already going away.
+            Err(mpsc::error::TrySendError::Closed(_)) => self.close_now(),
         }
     }
 
@@ -100,17 +105,27 @@ impl Session {
         held.get_or_insert_with(Vec::new);
     }
 
-    /// Queues the parked events, in order, and stops parking.
-    pub fn release_held(&self) {
+    /// Queues the parked events, in order, and stops parking. Waits for room in the
+    /// queue: the presence snapshot alone can exceed it on a busy server, and this
+    /// connection's reader is what is waiting.
+    pub async fn release_held(&self) {
         let frames = self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
         for frame in frames.into_iter().flatten() {
-            self.push(frame);
+            if self.is_closed() || self.outbound.send(Outbound::Frame(frame)).await.is_err() {
+                return;
+            }
         }
+    }
+
+    /// Stops parking without waiting: the parked events are dropped (the connection is
+    /// being closed).
+    pub fn discard_held(&self) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// Sends `frame` (a `disconnected` event) and closes the connection with `code`.
     pub fn disconnect(&self, frame: Utf8Bytes, code: u16, reason: &str) {
-        self.release_held();
+        self.discard_held();
         self.push(frame);
         if !self.closed.swap(true, Ordering::AcqRel) {
             let _ = self.outbound.try_send(Outbound::Close { code, reason: reason.to_owned() });

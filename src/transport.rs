@@ -149,7 +149,7 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, session: &Arc<Session>, t
             session.respond(Utf8Bytes::from(response)).await;
         }
         // Events held back during `auth` follow its response.
-        session.release_held();
+        session.release_held().await;
     }
 }
 

@@ -202,7 +202,11 @@ mod tests {
     fn every_method_event_and_error_appears_in_every_artifact() {
         let outputs = generate();
         let text = |path: &str| -> &str {
-            &outputs.iter().find(|o| o.path.as_path() == std::path::Path::new(path)).unwrap_or_else(|| panic!("no {path}")).contents
+            &outputs
+                .iter()
+                .find(|o| o.path.as_path() == std::path::Path::new(path))
+                .unwrap_or_else(|| panic!("no {path}"))
+                .contents
         };
         let artifacts = [
             "openrpc.json",

@@ -128,9 +128,8 @@ fn rotate_offline(instance: &Instance) -> Result<String, ExitCode> {
     let runtime = runtime()?;
     runtime.block_on(async {
         let store = crate::store::Store::open(&config.database).await.map_err(fail)?;
-        let opened = crate::service::Linkspace::open(config, store, Some(instance.data_dir.join("docs")))
-            .await
-            .map_err(fail)?;
+        let opened =
+            crate::service::Linkspace::open(config, store, Some(instance.data_dir.join("docs"))).await.map_err(fail)?;
         let key = opened.linkspace.rotate_controller_key().await.map_err(fail);
         opened.linkspace.close().await;
         key

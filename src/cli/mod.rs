@@ -109,6 +109,8 @@ enum Command {
     /// Manage the controller's API key
     #[command(subcommand, name = "controller-key")]
     ControllerKey(ControllerKeyCommand),
+    /// Load generator: measure a running server (send, fanout, connections, history) and check its correctness
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -129,8 +131,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let instance = Instance::resolve(cli.location.data_dir, cli.location.config);
     match cli.command {
-        Command::Serve { foreground: true, net, log_format } => serve::foreground(&instance, &net.overrides(), log_format),
-        Command::Serve { foreground: false, net, log_format } => serve::background(&instance, &net.overrides(), log_format),
+        Command::Serve { foreground: true, net, log_format } => {
+            serve::foreground(&instance, &net.overrides(), log_format)
+        }
+        Command::Serve { foreground: false, net, log_format } => {
+            serve::background(&instance, &net.overrides(), log_format)
+        }
         Command::Stop { force, timeout } => control::stop(&instance, force, timeout),
         Command::Restart { net } => match control::stop(&instance, false, 10) {
             code if code == ExitCode::SUCCESS => serve::background(&instance, &net.overrides(), LogFormat::Text),
@@ -144,6 +150,7 @@ pub fn main() -> ExitCode {
         Command::Install(InstallTarget::Clients) => install::clients(&instance),
         Command::Update { dry_run } => install::update(dry_run),
         Command::ControllerKey(ControllerKeyCommand::Rotate) => control::rotate_controller_key(&instance),
+        Command::Bench(args) => crate::bench::main(args, &instance),
     }
 }
 

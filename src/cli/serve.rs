@@ -108,7 +108,11 @@ pub fn background(instance: &Instance, net: &NetOverrides, log_format: LogFormat
         if Instant::now() > deadline {
             let _ = child.kill();
             let log = instance.log_file();
-            break Err(format!("the server did not accept connections within {}s; see {}", START_TIMEOUT.as_secs(), log.display()));
+            break Err(format!(
+                "the server did not accept connections within {}s; see {}",
+                START_TIMEOUT.as_secs(),
+                log.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     };

@@ -42,7 +42,7 @@ impl Linkspace {
         // Events for this connection wait until its `auth` response has been sent.
         session.hold_events();
         if !session.authenticate(identity.clone()) {
-            session.release_held();
+            session.discard_held();
             return Err(ServiceError::Forbidden("this connection is already authenticated"));
         }
         for (agent_id, display_name) in self.hub.online_agents(&agent.id) {

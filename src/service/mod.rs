@@ -189,7 +189,8 @@ impl Linkspace {
     /// Tells every connection the server is going away (`retry: true`, close status
     /// 1001) and closes it.
     pub fn close_all(&self, reason: &str) {
-        let frame = crate::hub::frame(&Event::Disconnected(DisconnectedEvent { reason: reason.to_owned(), retry: true }));
+        let frame =
+            crate::hub::frame(&Event::Disconnected(DisconnectedEvent { reason: reason.to_owned(), retry: true }));
         for session in self.hub.take_all() {
             session.disconnect(frame.clone(), 1001, reason);
         }

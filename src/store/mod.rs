@@ -129,7 +129,11 @@ impl Store {
 
     /// Replaces an agent's key (by its hash).
     pub async fn set_key_hash(&self, id: &str, key_hash: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE agents SET key_hash = ? WHERE id = ?").bind(key_hash).bind(id).execute(&self.writer).await?;
+        sqlx::query("UPDATE agents SET key_hash = ? WHERE id = ?")
+            .bind(key_hash)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 
@@ -385,7 +389,8 @@ impl Store {
     }
 
     pub async fn max_timestamp(&self) -> StoreResult<i64> {
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(timestamp) FROM messages").fetch_one(&self.reader).await?;
+        let max: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(timestamp) FROM messages").fetch_one(&self.reader).await?;
         Ok(max.unwrap_or(0))
     }
 
