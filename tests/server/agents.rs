@@ -160,7 +160,11 @@ async fn kick_disconnects_every_connection_of_the_agent_and_it_may_reconnect() {
 
     for client in [&mut target.client, &mut second] {
         let events = client.wait_closed().await;
-        assert_eq!(disconnected_events(&events), vec![json!({ "reason": "cool down", "retry": false })], "events: {events:?}");
+        assert_eq!(
+            disconnected_events(&events),
+            vec![json!({ "reason": "cool down", "retry": false })],
+            "events: {events:?}"
+        );
         assert!(client.closed);
     }
 
@@ -241,7 +245,11 @@ async fn ban_disconnects_and_blocks_auth_until_unban() {
     assert_eq!(result, json!({ "ok": true, "agentId": target.id, "disconnected": 2 }));
     for client in [&mut target.client, &mut second] {
         let events = client.wait_closed().await;
-        assert_eq!(disconnected_events(&events), vec![json!({ "reason": "spam", "retry": false })], "events: {events:?}");
+        assert_eq!(
+            disconnected_events(&events),
+            vec![json!({ "reason": "spam", "retry": false })],
+            "events: {events:?}"
+        );
     }
     assert_eq!(
         controller.event("presence").await,
@@ -295,7 +303,11 @@ async fn revoke_disconnects_and_the_key_stops_working() {
     assert_eq!(result, json!({ "ok": true, "agentId": target.id, "disconnected": 2 }));
     for client in [&mut target.client, &mut second] {
         let events = client.wait_closed().await;
-        assert_eq!(disconnected_events(&events), vec![json!({ "reason": "retired", "retry": false })], "events: {events:?}");
+        assert_eq!(
+            disconnected_events(&events),
+            vec![json!({ "reason": "retired", "retry": false })],
+            "events: {events:?}"
+        );
     }
     assert_eq!(
         watcher.client.event("presence").await,
