@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 /// A linkspace on `database`, a dispatcher over it, and an authenticated controller
 /// session whose outbound queue is drained in the background.
 async fn setup(database: &Path) -> (Arc<Linkspace>, Dispatcher, Arc<Session>, String) {
-    let store = Store::open(database).await.expect("store");
+    let store = Store::open(database, Default::default()).await.expect("store");
     let Opened { linkspace, new_controller_key } =
         Linkspace::open(Config::default(), store, None).await.expect("linkspace");
     let key = new_controller_key.expect("fresh database");

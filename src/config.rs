@@ -24,6 +24,9 @@ pub struct Config {
     pub max_message_length: u32,
     /// Maximum messages returned by one `room.history` call.
     pub max_history_per_room: u32,
+    /// `"full"` (default: an acknowledged message survives a power loss) or `"normal"`
+    /// (it survives a crash of the server; faster).
+    pub synchronous: crate::store::Durability,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -55,6 +58,7 @@ impl Default for Config {
             max_rooms: 100,
             max_message_length: 8192,
             max_history_per_room: 1000,
+            synchronous: crate::store::Durability::Full,
         }
     }
 }
@@ -213,7 +217,12 @@ pub const DEFAULT_CONFIG_FILE: &str = r#"{
   // Limits
   "maxRooms": 100,            // Maximum number of rooms (excluding the lobby)
   "maxMessageLength": 8192,   // Maximum characters per message
-  "maxHistoryPerRoom": 1000   // Maximum messages returned per history request
+  "maxHistoryPerRoom": 1000,  // Maximum messages returned per history request
+
+  // Durability: "full" fsyncs every commit before acknowledging it (an acknowledged
+  // message survives a power loss); "normal" survives a crash of the server process
+  // but may lose the last commits on a power loss, and is faster.
+  "synchronous": "full"
 }
 "#;
 
@@ -242,6 +251,13 @@ mod tests {
     fn wrong_type_names_the_key() {
         let err = Config::parse(r#"{"port": "eighty"}"#).unwrap_err();
         assert!(err.contains("key `port`"), "{err}");
+    }
+
+    #[test]
+    fn synchronous_is_full_or_normal() {
+        assert_eq!(Config::parse(r#"{"synchronous": "normal"}"#).unwrap().synchronous, crate::store::Durability::Normal);
+        let err = Config::parse(r#"{"synchronous": "off"}"#).unwrap_err();
+        assert!(err.contains("key `synchronous`"), "{err}");
     }
 
     #[test]

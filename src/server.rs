@@ -70,7 +70,7 @@ pub fn check_bindable(config: &Config) -> Result<(), StartError> {
 pub async fn bootstrap(config: Config, data_dir: &Path) -> Result<Option<String>, StartError> {
     let database = config.database.clone();
     let db_error = |source| StartError::Database { path: database.clone(), source };
-    let store = Store::open(&database).await.map_err(db_error)?;
+    let store = Store::open(&database, config.synchronous).await.map_err(db_error)?;
     let opened = Linkspace::open(config, store, Some(data_dir.join("docs"))).await.map_err(db_error)?;
     opened.linkspace.close().await;
     datadir::restrict_database(&database).map_err(|source| StartError::DataDir { path: database.clone(), source })?;
@@ -107,7 +107,7 @@ impl Server {
                     .map_err(|source| StartError::DataDir { path: parent.to_owned(), source })?;
             }
         }
-        let store = Store::open(&database).await.map_err(db_error)?;
+        let store = Store::open(&database, config.synchronous).await.map_err(db_error)?;
         if database.as_os_str() != ":memory:" {
             datadir::restrict_database(&database)
                 .map_err(|source| StartError::DataDir { path: database.clone(), source })?;

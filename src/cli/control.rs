@@ -127,7 +127,7 @@ fn rotate_offline(instance: &Instance) -> Result<String, ExitCode> {
     }
     let runtime = runtime()?;
     runtime.block_on(async {
-        let store = crate::store::Store::open(&config.database).await.map_err(fail)?;
+        let store = crate::store::Store::open(&config.database, config.synchronous).await.map_err(fail)?;
         let opened =
             crate::service::Linkspace::open(config, store, Some(instance.data_dir.join("docs"))).await.map_err(fail)?;
         let key = opened.linkspace.rotate_controller_key().await.map_err(fail);

@@ -27,6 +27,19 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// When a commit counts as done (SQLite's `synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Every commit is fsynced before it is acknowledged: an acknowledged message
+    /// survives a power loss.
+    #[default]
+    Full,
+    /// Commits are fsynced at checkpoints: an acknowledged message survives a crash of
+    /// the server process, but the last commits before a power loss may be lost.
+    Normal,
+}
+
 /// Which page of a room's history to read.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryQuery {
@@ -51,7 +64,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `path`, or an in-memory one for
     /// `":memory:"`, in WAL mode, and applies the migrations.
-    pub async fn open(path: &Path) -> StoreResult<Store> {
+    pub async fn open(path: &Path, durability: Durability) -> StoreResult<Store> {
         let in_memory = path.as_os_str() == ":memory:";
         let options = if in_memory {
             SqliteConnectOptions::from_str("sqlite::memory:")?
@@ -59,8 +72,10 @@ impl Store {
             SqliteConnectOptions::new().filename(path).create_if_missing(true)
         }
         .journal_mode(SqliteJournalMode::Wal)
-        // FULL: an acknowledged message survives a power loss, not just a crash.
-        .synchronous(SqliteSynchronous::Full)
+        .synchronous(match durability {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Normal => SqliteSynchronous::Normal,
+        })
         .foreign_keys(false)
         .busy_timeout(std::time::Duration::from_secs(5));
         let writer = pool(options.clone(), 1).await?;
