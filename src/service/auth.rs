@@ -5,7 +5,7 @@ use std::sync::Arc;
 use broodlink_protocol::{AuthResult, Event, LobbyRef, PresenceEvent};
 
 use super::views::role_of;
-use super::{check_text, now_ms, Linkspace, NAME_MAX};
+use super::{check_text, Linkspace, NAME_MAX};
 use crate::error::{ServiceError, ServiceResult};
 use crate::hub::{frame, Audience};
 use crate::keys;
@@ -56,7 +56,9 @@ impl Linkspace {
             });
             self.hub.send(Audience::Everyone, &event, Some(session.id));
         }
-        self.store.set_last_seen(&agent.id, now_ms()).await?;
+        // No write here: `lastSeen` of an online agent is "now" (see `agent_info`), and
+        // it is stored when the agent goes offline. An fsync per `auth` would cap how
+        // fast a fleet can connect.
 
         Ok(AuthResult {
             status: "ok".into(),

@@ -55,13 +55,15 @@ impl Linkspace {
     }
 
     pub(super) fn agent_info(&self, row: AgentRow) -> AgentInfo {
+        let online = self.hub.is_online(&row.id);
         AgentInfo {
-            online: self.hub.is_online(&row.id),
+            online,
+            // Stored when an agent goes offline; while it is online it is seen now.
+            last_seen: if online { Some(super::now_ms()) } else { row.last_seen },
             agent_id: row.id,
             display_name: row.display_name,
             role: role_of(&row.role),
             banned: row.banned,
-            last_seen: row.last_seen,
         }
     }
 }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Reproduces BENCHMARKS.md: starts a release server on a fresh data dir and runs every
+# `broodlink bench` scenario RUNS times, printing one JSON line per run.
+#   bash scripts/bench.sh [RUNS] [full|normal]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}
+sync=${2:-full}
+cargo build --release --locked --bin broodlink >&2
+bin=target/release/broodlink
+dir=$(mktemp -d)
+port=18899
+printf '{ "host": "127.0.0.1", "port": %s, "synchronous": "%s", "maxRooms": 10000 }\n' "$port" "$sync" > "$dir/broodlink.json"
+key=$("$bin" --data-dir "$dir" serve | grep -o 'bl_k_ctrl_[0-9a-f]*' | head -1)
+trap '"$bin" --data-dir "$dir" stop --force >/dev/null; rm -rf "$dir"' EXIT
+bench() { "$bin" --data-dir "$dir" bench --url "ws://127.0.0.1:$port" --controller-key "$key" --json "$@"; }
+for _ in $(seq "$runs"); do
+    echo "send-1room $(bench send --agents 64 --duration 10s)"
+    echo "send-32rooms $(bench send --agents 64 --rooms 32 --duration 10s)"
+    echo "fanout-saturated $(bench fanout --members 100 --senders 4 --rate 4000 --duration 10s)"
+    echo "fanout-400 $(bench fanout --members 100 --senders 4 --rate 400 --duration 10s)"
+done
+echo "connections $(bench connections --count 10000 --agents 100)"
+echo "history $(bench history --messages "${HISTORY_MESSAGES:-1000000}" --senders 8 --window 32 --queries 200)"
