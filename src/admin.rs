@@ -141,7 +141,9 @@ pub fn request(path: &Path, command: Command) -> Result<Value, AdminError> {
     let io = |source| AdminError::Io { path: path.to_owned(), source };
     let mut stream =
         std::os::unix::net::UnixStream::connect(path).map_err(|_| AdminError::NotRunning(path.to_owned()))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(io)?;
+    // Key rotation waits for the write lock; giving up early would lose the new key.
+    let timeout = if command == Command::RotateControllerKey { 120 } else { 10 };
+    stream.set_read_timeout(Some(Duration::from_secs(timeout))).map_err(io)?;
     stream.set_write_timeout(Some(Duration::from_secs(10))).map_err(io)?;
     writeln!(stream, "{}", json!({ "command": command })).map_err(io)?;
     let mut line = String::new();

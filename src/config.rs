@@ -255,7 +255,10 @@ mod tests {
 
     #[test]
     fn synchronous_is_full_or_normal() {
-        assert_eq!(Config::parse(r#"{"synchronous": "normal"}"#).unwrap().synchronous, crate::store::Durability::Normal);
+        assert_eq!(
+            Config::parse(r#"{"synchronous": "normal"}"#).unwrap().synchronous,
+            crate::store::Durability::Normal
+        );
         let err = Config::parse(r#"{"synchronous": "off"}"#).unwrap_err();
         assert!(err.contains("key `synchronous`"), "{err}");
     }

@@ -19,9 +19,13 @@ use serde_json::value::RawValue;
 
 use crate::session::Session;
 
-/// Responses larger than this are replaced by an error (history pages are capped well
-/// below it).
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Responses larger than this are replaced by an error (a full history page of
+/// 1000 messages of 8192 characters, JSON-escaped, stays below it).
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Requests in one batch, and bytes of responses one batch may produce: beyond them the
+/// remaining requests are answered with an error instead of growing memory.
+const MAX_BATCH: usize = 100;
+const MAX_BATCH_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 pub struct Dispatcher {
     methods: Methods,
@@ -71,9 +75,24 @@ impl Dispatcher {
         if batch.is_empty() {
             return Some(error_response(None, ErrorCode::InvalidRequest, "empty batch"));
         }
+        if batch.len() > MAX_BATCH {
+            let message = format!("batch of {} requests; at most {MAX_BATCH} per batch", batch.len());
+            return Some(error_response(None, ErrorCode::InvalidRequest, &message));
+        }
         let mut responses = Vec::new();
+        let mut bytes = 0;
         for request in batch {
+            if bytes > MAX_BATCH_RESPONSE_BYTES {
+                // Not run: each remaining request (with an id) is told so.
+                let id = serde_json::from_str::<RawRequest<'_>>(request.get()).ok().and_then(|r| r.id);
+                if let Some(id) = id {
+                    let message = "batch responses too large: send this request again on its own";
+                    responses.push(error_response(Some(id), ErrorCode::InvalidRequest, message));
+                }
+                continue;
+            }
             if let Some(response) = self.request(session, request.get()).await {
+                bytes += response.len();
                 responses.push(response);
             }
         }

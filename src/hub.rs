@@ -108,6 +108,11 @@ impl Hub {
         self.state().online.len()
     }
 
+    /// Whether this authenticated connection is still registered.
+    pub fn has_session(&self, session_id: u64) -> bool {
+        self.state().sessions.contains_key(&session_id)
+    }
+
     pub fn connection_count(&self) -> usize {
         self.state().sessions.len()
     }

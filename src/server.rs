@@ -162,7 +162,8 @@ impl Server {
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
 
         tracing::info!("shutting down");
-        self.linkspace.close_all("server shutting down");
+        self.linkspace.close_all(crate::transport::SHUTDOWN_REASON).await;
+        transport.shutdown.send_replace(true);
         drop(transport);
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, alive_rx.recv()).await;
         self.linkspace.close().await;

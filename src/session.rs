@@ -33,6 +33,9 @@ impl Identity {
     }
 }
 
+/// Events parked during `auth` beyond which the connection is cut off.
+const MAX_HELD: usize = 65_536;
+
 #[derive(Debug)]
 pub struct Session {
     pub id: u64,
@@ -78,7 +81,12 @@ impl Session {
         {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(held) = held.as_mut() {
-                held.push(frame);
+                if held.len() < MAX_HELD {
+                    held.push(frame);
+                } else {
+                    tracing::warn!(conn = self.id, "too many events held during auth; disconnecting");
+                    self.close_now();
+                }
                 return;
             }
         }
@@ -108,11 +116,27 @@ impl Session {
     /// Queues the parked events, in order, and stops parking. Waits for room in the
     /// queue: the presence snapshot alone can exceed it on a busy server, and this
     /// connection's reader is what is waiting.
+    ///
+    /// Parking goes on until the parked list is empty, so an event pushed while earlier
+    /// ones are being sent still queues behind them.
     pub async fn release_held(&self) {
-        let frames = self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
-        for frame in frames.into_iter().flatten() {
-            if self.is_closed() || self.outbound.send(Outbound::Frame(frame)).await.is_err() {
-                return;
+        loop {
+            let frames = {
+                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                match held.as_mut() {
+                    None => return,
+                    Some(frames) if frames.is_empty() => {
+                        *held = None;
+                        return;
+                    }
+                    Some(frames) => std::mem::take(frames),
+                }
+            };
+            for frame in frames {
+                if self.is_closed() || self.outbound.send(Outbound::Frame(frame)).await.is_err() {
+                    self.discard_held();
+                    return;
+                }
             }
         }
     }
@@ -135,9 +159,10 @@ impl Session {
 
     /// Closes with a WebSocket status code and no goodbye event (a protocol-level
     /// failure such as an oversized frame).
-    pub async fn close_with(&self, code: u16, reason: &str) {
+    pub fn close_with(&self, code: u16, reason: &str) {
         if !self.closed.swap(true, Ordering::AcqRel) {
-            let _ = self.outbound.send(Outbound::Close { code, reason: reason.to_owned() }).await;
+            // Never wait here: a client that does not read must not pin this task.
+            let _ = self.outbound.try_send(Outbound::Close { code, reason: reason.to_owned() });
             self.close_signal.notify_one();
         }
     }

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use broodlink_protocol::ErrorCode;
+use broodlink_protocol::{DisconnectedEvent, ErrorCode, Event};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
@@ -26,6 +26,11 @@ use crate::session::{Outbound, Session};
 
 /// Frames a connection may have queued before it counts as a slow consumer.
 const OUTBOUND_QUEUE: usize = 1024;
+/// How long one write to a client may take; a client that reads nothing for this long
+/// is dropped (its writer ends, which closes its queue and so the connection).
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// What every connection is told when the server stops.
+pub const SHUTDOWN_REASON: &str = "server shutting down";
 /// How long a closing connection's writer may take to flush what is queued.
 const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Initial WebSocket read buffer per connection.
@@ -43,6 +48,8 @@ pub struct Transport {
     next_session: AtomicU64,
     /// Each connection task holds a clone; shutdown waits until all are dropped.
     pub(crate) alive: mpsc::Sender<()>,
+    /// Flipped once at shutdown; every reader loop watches it.
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Transport {
@@ -52,7 +59,8 @@ impl Transport {
         max_frame_bytes: usize,
         alive: mpsc::Sender<()>,
     ) -> Self {
-        Transport { linkspace, dispatcher, max_frame_bytes, next_session: AtomicU64::new(1), alive }
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        Transport { linkspace, dispatcher, max_frame_bytes, next_session: AtomicU64::new(1), alive, shutdown }
     }
 }
 
@@ -117,10 +125,17 @@ async fn connection(socket: WebSocket, remote: SocketAddr, transport: Arc<Transp
 }
 
 async fn read_loop(mut stream: SplitStream<WebSocket>, session: &Arc<Session>, transport: &Transport) {
+    let mut shutdown = transport.shutdown.subscribe();
     loop {
         let message = tokio::select! {
             message = stream.next() => message,
             _ = session.closed() => return,
+            _ = shutdown.changed() => {
+                // Authenticated sessions were told by the linkspace; this covers the rest.
+                let event = Event::Disconnected(DisconnectedEvent { reason: SHUTDOWN_REASON.into(), retry: true });
+                session.disconnect(crate::hub::frame(&event), 1001, SHUTDOWN_REASON);
+                return;
+            }
         };
         let text = match message {
             Some(Ok(Message::Text(text))) => text,
@@ -139,17 +154,27 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, session: &Arc<Session>, t
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Err(e)) => {
                 if is_too_big(e) {
-                    session.close_with(1009, "frame too large").await;
+                    session.close_with(1009, "frame too large");
                 }
                 return;
             }
             Some(Ok(Message::Close(_))) | None => return,
         };
-        if let Some(response) = transport.dispatcher.frame(session, text.as_str()).await {
-            session.respond(Utf8Bytes::from(response)).await;
+        // The call itself is never cancelled (a handler stopped half-way could leave the
+        // database and the hub disagreeing); waiting for queue room is, so a client that
+        // stops reading cannot keep its connection alive after the server closes it.
+        let response = transport.dispatcher.frame(session, text.as_str()).await;
+        let deliver = async {
+            if let Some(response) = response {
+                session.respond(Utf8Bytes::from(response)).await;
+            }
+            // Events held back during `auth` follow its response.
+            session.release_held().await;
+        };
+        tokio::select! {
+            _ = deliver => {}
+            _ = session.closed() => return,
         }
-        // Events held back during `auth` follow its response.
-        session.release_held().await;
     }
 }
 
@@ -159,7 +184,8 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Re
         while let Some(item) = next {
             match item {
                 Outbound::Frame(frame) => {
-                    if sink.feed(Message::Text(frame)).await.is_err() {
+                    if !matches!(tokio::time::timeout(WRITE_TIMEOUT, sink.feed(Message::Text(frame))).await, Ok(Ok(())))
+                    {
                         return;
                     }
                 }
@@ -171,7 +197,7 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Re
             }
             next = queue.try_recv().ok();
         }
-        if sink.flush().await.is_err() {
+        if !matches!(tokio::time::timeout(WRITE_TIMEOUT, sink.flush()).await, Ok(Ok(()))) {
             return;
         }
     }

@@ -70,7 +70,7 @@ pub fn status(instance: &Instance, json: bool) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(_) => {
+        Err(AdminError::NotRunning(_)) => {
             let stale = instance.pid_file().exists() && instance.running_pid().is_none();
             if json {
                 println!("{}", serde_json::json!({ "running": false }));
@@ -82,6 +82,7 @@ pub fn status(instance: &Instance, json: bool) -> ExitCode {
             }
             ExitCode::from(NOT_RUNNING)
         }
+        Err(e) => fail(format!("the server is not answering: {e}")),
     }
 }
 
@@ -104,6 +105,9 @@ pub fn simple(instance: &Instance, command: Command) -> ExitCode {
 pub fn rotate_controller_key(instance: &Instance) -> ExitCode {
     let key = match admin::request(&instance.admin_socket(), Command::RotateControllerKey) {
         Ok(reply) => reply["apiKey"].as_str().unwrap_or_default().to_owned(),
+        Err(AdminError::NotRunning(_)) if instance.running_pid().is_some() => {
+            return fail("a server process is running but its admin socket does not answer; stop it first");
+        }
         Err(AdminError::NotRunning(_)) => match rotate_offline(instance) {
             Ok(key) => key,
             Err(code) => return code,

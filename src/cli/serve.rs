@@ -35,13 +35,15 @@ pub fn foreground(instance: &Instance, net: &NetOverrides, log_format: LogFormat
         if let Some(key) = &server.new_controller_key {
             print_controller_key(key, &url, &instance.data_dir);
         }
-        if let Err(e) = super::install::write_clients(instance) {
-            tracing::warn!("could not refresh {}: {e}", instance.clients_dir().display());
-        }
+        // Before anything can answer on the admin socket: whoever sees the server
+        // answering (e.g. `serve` in the background, then `stop`) finds the pid file.
         let _pid = match PidFile::create(&instance.pid_file()) {
             Ok(pid) => pid,
             Err(e) => return fail(format!("cannot write {}: {e}", instance.pid_file().display())),
         };
+        if let Err(e) = super::install::write_clients(instance) {
+            tracing::warn!("could not refresh {}: {e}", instance.clients_dir().display());
+        }
         // On stdout too, so a person (or a script starting it) sees where to connect.
         println!("BroodLink listening on {url}");
         tracing::info!(url = %url, data_dir = %instance.data_dir.display(), pid = std::process::id(), "server started");

@@ -23,7 +23,7 @@ impl Linkspace {
             created_at: now_ms(),
             last_seen: None,
         };
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         self.store.insert_agent(&agent, &keys::hash(&api_key)).await?;
         Ok(AgentInviteResult { agent_id: agent.id, display_name: agent.display_name, api_key, role: Role::Participant })
     }
@@ -42,7 +42,7 @@ impl Linkspace {
     ) -> ServiceResult<AgentActionResult> {
         let reason =
             check_optional_text("reason", reason, REASON_MAX)?.unwrap_or_else(|| "kicked by the controller".into());
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         self.moderation_target(caller, &agent_id).await?;
         let disconnected = self.disconnect_agent(&agent_id, &reason).await;
         Ok(AgentActionResult { ok: true, agent_id, disconnected })
@@ -56,7 +56,7 @@ impl Linkspace {
     ) -> ServiceResult<AgentActionResult> {
         let reason =
             check_optional_text("reason", reason, REASON_MAX)?.unwrap_or_else(|| "banned by the controller".into());
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         self.moderation_target(caller, &agent_id).await?;
         self.store.set_banned(&agent_id, true).await?;
         let disconnected = self.disconnect_agent(&agent_id, &reason).await;
@@ -64,7 +64,7 @@ impl Linkspace {
     }
 
     pub async fn agent_unban(&self, caller: &Caller<'_>, agent_id: String) -> ServiceResult<AgentActionResult> {
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         self.moderation_target(caller, &agent_id).await?;
         self.store.set_banned(&agent_id, false).await?;
         Ok(AgentActionResult { ok: true, agent_id, disconnected: 0 })
@@ -79,7 +79,7 @@ impl Linkspace {
     ) -> ServiceResult<AgentActionResult> {
         let reason =
             check_optional_text("reason", reason, REASON_MAX)?.unwrap_or_else(|| "revoked by the controller".into());
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         self.moderation_target(caller, &agent_id).await?;
         let owned: Vec<String> = self
             .store

@@ -29,7 +29,11 @@ impl Linkspace {
 
         // Under the write lock, so a concurrent ban or revoke cannot slip between the
         // key check and the connection going live.
+        let motd = self.store.setting(super::lobby::MOTD).await?;
         let _guard = self.write().await;
+        if session.is_closed() {
+            return Err(ServiceError::Forbidden("this connection is being closed"));
+        }
         let agent = self.store.agent_by_key_hash(&key_hash).await?.ok_or(ServiceError::AuthFailed)?;
         if agent.banned {
             return Err(ServiceError::Banned);
@@ -66,7 +70,7 @@ impl Linkspace {
             role: identity.role,
             display_name: identity.display_name,
             lobby: LobbyRef { room_id: self.lobby_id.clone(), name: self.config.lobby.name.clone() },
-            motd: self.store.setting(super::lobby::MOTD).await?,
+            motd,
         })
     }
 }

@@ -116,6 +116,10 @@ impl Linkspace {
 
     /// Whether the sender may still post there (room messages outside the lobby).
     fn check_sender(&self, message: &Pending) -> ServiceResult<()> {
+        // A connection closed since (its agent kicked, banned or revoked) sends nothing.
+        if !self.hub.has_session(message.session_id) {
+            return Err(ServiceError::Forbidden("this connection is being closed"));
+        }
         if message.to_agent_id.is_some() || self.is_lobby(&message.room_id) {
             return Ok(());
         }

@@ -94,10 +94,10 @@ pub(super) async fn seed_constitution(store: &Store, docs_dir: Option<&Path>) ->
 /// `1.0` → `1.1`, `2` → `3`, `draft` → `draft.1`.
 fn bump_version(version: &str) -> String {
     let (head, last) = version.rsplit_once('.').unwrap_or(("", version));
-    match last.parse::<u64>() {
-        Ok(n) if head.is_empty() => (n + 1).to_string(),
-        Ok(n) => format!("{head}.{}", n + 1),
-        Err(_) => format!("{version}.1"),
+    match last.parse::<u64>().ok().and_then(|n| n.checked_add(1)) {
+        Some(n) if head.is_empty() => n.to_string(),
+        Some(n) => format!("{head}.{n}"),
+        None => format!("{version}.1"),
     }
 }
 
@@ -142,7 +142,7 @@ impl Linkspace {
             return Err(ServiceError::InvalidParams("`content` must not be empty".into()));
         }
         let version = version.map(|v| super::check_text("version", &v, 50)).transpose()?;
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         let version = match version {
             Some(v) => v,
             None => bump_version(&self.store.setting(CONSTITUTION_VERSION).await?.unwrap_or_else(|| "1.0".into())),
@@ -191,5 +191,6 @@ mod tests {
         assert_eq!(bump_version("1.9"), "1.10");
         assert_eq!(bump_version("2"), "3");
         assert_eq!(bump_version("draft"), "draft.1");
+        assert_eq!(bump_version("18446744073709551615"), "18446744073709551615.1");
     }
 }

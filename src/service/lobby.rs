@@ -19,7 +19,7 @@ impl Linkspace {
                 return Err(ServiceError::MessageTooLong(max));
             }
         }
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         self.store.set_settings(&[(MOTD, content.as_deref()), (MOTD_SET_BY, Some(caller.agent_id()))]).await?;
         let event = Event::LobbyMotd(LobbyMotdEvent {
             content: content.clone(),

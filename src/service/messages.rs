@@ -67,7 +67,7 @@ impl Linkspace {
         reason: Option<String>,
     ) -> ServiceResult<RemoveResult> {
         let reason = check_optional_text("reason", reason, REASON_MAX)?;
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         let message = self.store.message(&message_id).await?.ok_or(ServiceError::MessageNotFound)?;
         let me = caller.agent_id();
         let is_sender = message.sender_id == me;

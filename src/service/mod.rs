@@ -151,6 +151,16 @@ impl Linkspace {
         self.write.lock().await
     }
 
+    /// Takes the write lock for a caller's change, unless the caller's connection was
+    /// closed (kicked, banned, revoked) while it waited: such a change must not land.
+    async fn write_as(&self, caller: &Caller<'_>) -> ServiceResult<MutexGuard<'_, Clock>> {
+        let guard = self.write().await;
+        if caller.session.is_closed() {
+            return Err(ServiceError::Forbidden("this connection is being closed"));
+        }
+        Ok(guard)
+    }
+
     /// A connection ended: forget it, and announce the agent offline if it was its last.
     pub async fn connection_closed(&self, session: &Session) {
         let _guard = self.write().await;
@@ -188,7 +198,9 @@ impl Linkspace {
 
     /// Tells every connection the server is going away (`retry: true`, close status
     /// 1001) and closes it.
-    pub fn close_all(&self, reason: &str) {
+    pub async fn close_all(&self, reason: &str) {
+        // Under the write lock, so no `auth` completes half-way through.
+        let _guard = self.write().await;
         let frame =
             crate::hub::frame(&Event::Disconnected(DisconnectedEvent { reason: reason.to_owned(), retry: true }));
         for session in self.hub.take_all() {

@@ -27,7 +27,7 @@ impl Linkspace {
         let name = check_text("name", &name, NAME_MAX)?;
         let description = check_optional_text("description", description, DESCRIPTION_MAX)?;
         let visibility = visibility.unwrap_or_default();
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         if self.store.count_live_rooms_excluding_lobby().await? >= i64::from(self.config.max_rooms) {
             return Err(ServiceError::RoomLimit(self.config.max_rooms));
         }
@@ -71,7 +71,7 @@ impl Linkspace {
     }
 
     pub async fn room_join(&self, caller: &Caller<'_>, room_id: String) -> ServiceResult<RoomResult> {
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         // A private room the caller may not see exists for `room.join` alone: the
         // specification answers 4013 there, and room ids are unguessable.
         let room = match self.store.room_views(caller.agent_id(), Some(&room_id)).await?.pop() {
@@ -96,7 +96,7 @@ impl Linkspace {
     }
 
     pub async fn room_leave(&self, caller: &Caller<'_>, room_id: String) -> ServiceResult<RoomActionResult> {
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         let room = self.live_room(caller, &room_id).await?;
         if room.is_lobby {
             return Err(ServiceError::CannotModifyLobby);
@@ -179,7 +179,7 @@ impl Linkspace {
         room_id: String,
         agent_id: String,
     ) -> ServiceResult<RoomMemberActionResult> {
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         let room = self.owned_room(caller, &room_id).await?;
         let agent = self.store.agent(&agent_id).await?.ok_or(ServiceError::AgentNotFound)?;
         if self.hub.membership(&room_id, &agent_id) == Some(true) {
@@ -205,7 +205,7 @@ impl Linkspace {
     ) -> ServiceResult<RoomMemberActionResult> {
         let reason = check_optional_text("reason", reason, REASON_MAX)?
             .unwrap_or_else(|| format!("removed from the room by {}", caller.identity.display_name));
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         let room = self.owned_room(caller, &room_id).await?;
         if agent_id == self.controller_id {
             return Err(ServiceError::Forbidden("the controller cannot be kicked"));
@@ -229,7 +229,7 @@ impl Linkspace {
         room_id: String,
         visibility: Visibility,
     ) -> ServiceResult<RoomResult> {
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         let room = self.owned_room(caller, &room_id).await?;
         if room.visibility != visibility.as_str() {
             self.store.set_visibility(&room_id, visibility.as_str()).await?;
@@ -241,7 +241,7 @@ impl Linkspace {
     }
 
     pub async fn room_delete(&self, caller: &Caller<'_>, room_id: String) -> ServiceResult<RoomActionResult> {
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         self.owned_room(caller, &room_id).await?;
         self.store.delete_room(&room_id, &self.controller_id, now_ms()).await?;
         let members = self.hub.remove_room(&room_id);
@@ -254,7 +254,7 @@ impl Linkspace {
 
     pub async fn room_take_ownership(&self, caller: &Caller<'_>, room_id: String) -> ServiceResult<RoomResult> {
         caller.require_controller()?;
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         let room = self.live_room(caller, &room_id).await?;
         if room.is_lobby {
             return Err(ServiceError::CannotModifyLobby);
@@ -299,7 +299,7 @@ impl Linkspace {
             Some(d) => Some(check_optional_text("description", Some(d), DESCRIPTION_MAX)?),
             None => None,
         };
-        let _guard = self.write().await;
+        let _guard = self.write_as(caller).await?;
         let room = self.owned_room(caller, &room_id).await?;
         let name = name.unwrap_or(room.name);
         let description = description.unwrap_or(room.description);

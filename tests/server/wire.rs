@@ -613,3 +613,28 @@ async fn plain_http_get_on_the_websocket_path_gets_426() {
     let mut client = server.controller().await;
     still_works(&mut client).await;
 }
+
+#[tokio::test]
+async fn a_batch_of_more_than_100_requests_is_refused_whole() {
+    let server = TestServer::start().await;
+    let mut client = server.controller().await;
+    let requests: Vec<serde_json::Value> =
+        (0..101).map(|i| json!({ "jsonrpc": "2.0", "id": i, "method": "lobby.getMotd", "params": {} })).collect();
+    client.send_text(&serde_json::Value::Array(requests).to_string()).await;
+    let response = client.next_response().await;
+    assert_eq!(response["error"]["code"], -32600, "{response}");
+    assert!(response["error"]["message"].as_str().unwrap().contains("100"), "{response}");
+    client.ok("lobby.getMotd", json!({})).await;
+}
+
+#[tokio::test]
+async fn shutdown_says_goodbye_to_unauthenticated_connections_too() {
+    let mut server = TestServer::start().await;
+    let mut anonymous = Client::connect(&server.url()).await;
+    anonymous.err("room.list", json!({}), 4001).await;
+    server.stop().await;
+    let events = anonymous.wait_closed().await;
+    let goodbye: Vec<_> = events.iter().filter(|e| e["method"] == "disconnected").collect();
+    assert_eq!(goodbye.len(), 1, "{events:?}");
+    assert_eq!(goodbye[0]["params"], json!({ "reason": "server shutting down", "retry": true }));
+}
