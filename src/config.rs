@@ -27,6 +27,21 @@ pub struct Config {
     /// `"full"` (default: an acknowledged message survives a power loss) or `"normal"`
     /// (it survives a crash of the server; faster).
     pub synchronous: crate::store::Durability,
+    pub limits: LimitsConfig,
+}
+
+/// Protections against clients that misbehave.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitsConfig {
+    /// Seconds a new connection has to call `auth` before it is closed.
+    pub auth_timeout_seconds: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { auth_timeout_seconds: 10 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -59,6 +74,7 @@ impl Default for Config {
             max_message_length: 8192,
             max_history_per_room: 1000,
             synchronous: crate::store::Durability::Full,
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -115,6 +131,7 @@ impl Config {
             ("maxMessageLength", self.max_message_length),
             ("maxHistoryPerRoom", self.max_history_per_room),
             ("lobby.historyLimit", self.lobby.history_limit),
+            ("limits.authTimeoutSeconds", self.limits.auth_timeout_seconds),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -222,7 +239,12 @@ pub const DEFAULT_CONFIG_FILE: &str = r#"{
   // Durability: "full" fsyncs every commit before acknowledging it (an acknowledged
   // message survives a power loss); "normal" survives a crash of the server process
   // but may lose the last commits on a power loss, and is faster.
-  "synchronous": "full"
+  "synchronous": "full",
+
+  // Protections against misbehaving clients
+  "limits": {
+    "authTimeoutSeconds": 10   // A connection that has not called auth by then is closed
+  }
 }
 "#;
 

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -28,11 +29,11 @@ use crate::session::{Outbound, Session};
 const OUTBOUND_QUEUE: usize = 1024;
 /// How long one write to a client may take; a client that reads nothing for this long
 /// is dropped (its writer ends, which closes its queue and so the connection).
-const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What every connection is told when the server stops.
 pub const SHUTDOWN_REASON: &str = "server shutting down";
 /// How long a closing connection's writer may take to flush what is queued.
-const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+const WRITER_GRACE: Duration = Duration::from_secs(5);
 /// Initial WebSocket read buffer per connection.
 const READ_BUFFER: usize = 4 * 1024;
 /// Bytes the WebSocket writer gathers before writing to the socket (the writer task
@@ -126,10 +127,19 @@ async fn connection(socket: WebSocket, remote: SocketAddr, transport: Arc<Transp
 
 async fn read_loop(mut stream: SplitStream<WebSocket>, session: &Arc<Session>, transport: &Transport) {
     let mut shutdown = transport.shutdown.subscribe();
+    let auth_timeout = Duration::from_secs(u64::from(transport.linkspace.config.limits.auth_timeout_seconds));
+    let auth_deadline = tokio::time::sleep(auth_timeout);
+    tokio::pin!(auth_deadline);
     loop {
         let message = tokio::select! {
             message = stream.next() => message,
             _ = session.closed() => return,
+            _ = &mut auth_deadline, if session.identity().is_none() => {
+                let reason = format!("no auth within {}s: call auth first, right after connecting", auth_timeout.as_secs());
+                let event = Event::Disconnected(DisconnectedEvent { reason: reason.clone(), retry: false });
+                session.disconnect(crate::hub::frame(&event), 1008, &reason);
+                return;
+            }
             _ = shutdown.changed() => {
                 // Authenticated sessions were told by the linkspace; this covers the rest.
                 let event = Event::Disconnected(DisconnectedEvent { reason: SHUTDOWN_REASON.into(), retry: true });
