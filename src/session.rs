@@ -150,11 +150,14 @@ impl Session {
     /// Sends `frame` (a `disconnected` event) and closes the connection with `code`.
     pub fn disconnect(&self, frame: Utf8Bytes, code: u16, reason: &str) {
         self.discard_held();
-        self.push(frame);
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            let _ = self.outbound.try_send(Outbound::Close { code, reason: reason.to_owned() });
-            self.close_signal.notify_one();
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
         }
+        // Straight into the queue (not `push`, which refuses once closed): the goodbye and
+        // the close frame go out if there is room; if not, the connection ends anyway.
+        let _ = self.outbound.try_send(Outbound::Frame(frame));
+        let _ = self.outbound.try_send(Outbound::Close { code, reason: reason.to_owned() });
+        self.close_signal.notify_one();
     }
 
     /// Closes with a WebSocket status code and no goodbye event (a protocol-level
