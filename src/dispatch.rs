@@ -17,6 +17,9 @@ use jsonrpsee::{ConnectionId, Extensions, MethodCallback, Methods, RpcModule};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use tokio::task::JoinHandle;
+
+use crate::service::Enqueued;
 use crate::session::Session;
 
 /// Responses larger than this are replaced by an error (a full history page of
@@ -56,15 +59,53 @@ impl Dispatcher {
         Dispatcher { methods: module.into(), specs, max_request_bytes }
     }
 
-    /// Handles one text frame; returns the response frame, if any is due.
+    /// Handles one text frame to the end; returns the response frame, if any is due.
     pub async fn frame(&self, session: &Arc<Session>, text: &str) -> Option<String> {
+        match self.begin(session, text).await {
+            Begun::Queued(task) => task.await.ok().flatten(),
+            Begun::InOrder(next) => self.finish(session, text, next).await,
+        }
+    }
+
+    /// Starts handling one text frame. A single `message.send` or `message.dm` is
+    /// queued for commit and runs on: its response follows when the returned task ends,
+    /// and the connection may read its next frame meanwhile (a sender keeps many
+    /// messages in flight instead of one per commit). Anything else comes back as
+    /// [`Begun::InOrder`], to be [`finish`](Self::finish)ed once everything queued before
+    /// it is answered, so requests still take effect in the order they were sent.
+    pub async fn begin(&self, session: &Arc<Session>, text: &str) -> Begun {
         if text.len() > self.max_request_bytes {
             let message = format!("request too large: {} bytes (limit {})", text.len(), self.max_request_bytes);
-            return Some(error_response(None, ErrorCode::InvalidRequest, &message));
+            return Begun::InOrder(Next::Ready(Some(error_response(None, ErrorCode::InvalidRequest, &message))));
         }
-        if !text.trim_start().starts_with('[') {
-            return self.request(session, text).await;
+        if text.trim_start().starts_with('[') {
+            return Begun::InOrder(Next::Batch);
         }
+        match self.prepare(session, text) {
+            Ok(call) if PIPELINED.contains(&call.spec.name) => {
+                let (enqueued, queued) = Enqueued::new();
+                let mut call = call;
+                call.extensions.insert(enqueued);
+                let task = tokio::spawn(call.run());
+                // Err: the handler ended without queueing anything (it failed early).
+                let _ = queued.await;
+                Begun::Queued(task)
+            }
+            Ok(call) => Begun::InOrder(Next::Call(call)),
+            Err(response) => Begun::InOrder(Next::Ready(response)),
+        }
+    }
+
+    /// Completes what [`begin`](Self::begin) left in order; `text` is the same frame.
+    pub async fn finish(&self, session: &Arc<Session>, text: &str, next: Next) -> Option<String> {
+        match next {
+            Next::Ready(response) => response,
+            Next::Call(call) => call.run().await,
+            Next::Batch => self.batch(session, text).await,
+        }
+    }
+
+    async fn batch(&self, session: &Arc<Session>, text: &str) -> Option<String> {
         let batch: Vec<&RawValue> = match serde_json::from_str(text) {
             Ok(batch) => batch,
             Err(e) if e.is_syntax() || e.is_eof() => return Some(parse_error(&e)),
@@ -91,7 +132,11 @@ impl Dispatcher {
                 }
                 continue;
             }
-            if let Some(response) = self.request(session, request.get()).await {
+            let response = match self.prepare(session, request.get()) {
+                Ok(call) => call.run().await,
+                Err(response) => response,
+            };
+            if let Some(response) = response {
                 bytes += response.len();
                 responses.push(response);
             }
@@ -100,30 +145,32 @@ impl Dispatcher {
         (!responses.is_empty()).then(|| format!("[{}]", responses.join(",")))
     }
 
-    async fn request(&self, session: &Arc<Session>, text: &str) -> Option<String> {
+    /// Parses one request and runs the gates (before any params are parsed). `Err`
+    /// holds the response already due (an error, or nothing for a notification).
+    fn prepare(&self, session: &Arc<Session>, text: &str) -> Result<Call, Option<String>> {
         let request: RawRequest<'_> = match serde_json::from_str(text) {
             Ok(request) => request,
-            Err(e) if e.is_syntax() || e.is_eof() => return Some(parse_error(&e)),
+            Err(e) if e.is_syntax() || e.is_eof() => return Err(Some(parse_error(&e))),
             Err(e) => {
                 let message = format!("not a JSON-RPC request: {e}");
-                return Some(error_response(None, ErrorCode::InvalidRequest, &message));
+                return Err(Some(error_response(None, ErrorCode::InvalidRequest, &message)));
             }
         };
         let raw_id = request.id;
-        let reply = |code: ErrorCode, message: &str| raw_id.map(|id| error_response(Some(id), code, message));
+        let reply = |code: ErrorCode, message: &str| Err(raw_id.map(|id| error_response(Some(id), code, message)));
 
         if request.jsonrpc != Some("2.0") {
-            return Some(error_response(raw_id, ErrorCode::InvalidRequest, "`jsonrpc` must be \"2.0\""));
+            return Err(Some(error_response(raw_id, ErrorCode::InvalidRequest, "`jsonrpc` must be \"2.0\"")));
         }
         let id = match raw_id.map(|raw| serde_json::from_str::<Id<'_>>(raw.get())).transpose() {
             Ok(id) => id.map(Id::into_owned),
             Err(_) => {
                 let message = "`id` must be a string, a non-negative integer or null";
-                return Some(error_response(None, ErrorCode::InvalidRequest, message));
+                return Err(Some(error_response(None, ErrorCode::InvalidRequest, message)));
             }
         };
         let Some(method) = request.method else {
-            return Some(error_response(raw_id, ErrorCode::InvalidRequest, "`method` is missing"));
+            return Err(Some(error_response(raw_id, ErrorCode::InvalidRequest, "`method` is missing")));
         };
         let (Some(callback), Some(spec)) =
             (self.methods.method_with_name(&method).map(|(_, cb)| cb), self.specs.get(method.as_ref()))
@@ -131,9 +178,8 @@ impl Dispatcher {
             return reply(ErrorCode::MethodNotFound, &format!("Method not found: {method}"));
         };
 
-        // The gates, before any params are parsed.
         if session.is_closed() {
-            return None;
+            return Err(None);
         }
         if spec.permission.requires_auth() {
             match session.identity() {
@@ -145,36 +191,88 @@ impl Dispatcher {
             }
         }
 
-        let params = Params::new(request.params.map(RawValue::get)).into_owned();
         let mut extensions = Extensions::new();
         extensions.insert(session.clone());
+        Ok(Call {
+            callback: callback.clone(),
+            spec,
+            id,
+            raw_id: raw_id.map(ToOwned::to_owned),
+            params: request.params.map(ToOwned::to_owned),
+            extensions,
+            connection: session.id,
+        })
+    }
+}
+
+/// Methods whose handler hands the message to the group committer: a connection may
+/// have several of them in flight (see [`Dispatcher::begin`]).
+const PIPELINED: [&str; 2] = ["message.send", "message.dm"];
+
+/// What [`Dispatcher::begin`] made of a frame.
+pub enum Begun {
+    /// A message queued for commit; the task yields its response.
+    Queued(JoinHandle<Option<String>>),
+    /// To finish after every earlier request of the connection is answered.
+    InOrder(Next),
+}
+
+/// The rest of a frame that is handled in order.
+pub enum Next {
+    /// Nothing left to run: the response (if any) is known.
+    Ready(Option<String>),
+    Call(Call),
+    Batch,
+}
+
+/// A request that passed the gates. It owns all it needs, so it can run on a task of
+/// its own.
+pub struct Call {
+    callback: MethodCallback,
+    spec: &'static MethodSpec,
+    /// `None` for a notification.
+    id: Option<Id<'static>>,
+    raw_id: Option<Box<RawValue>>,
+    params: Option<Box<RawValue>>,
+    extensions: Extensions,
+    connection: u64,
+}
+
+impl Call {
+    /// Runs the handler to the end (it is never cancelled half-way: a handler stopped
+    /// mid-change could leave the database and the hub disagreeing).
+    pub async fn run(self) -> Option<String> {
+        let Call { callback, spec, id, raw_id, params, extensions, connection } = self;
+        let method = spec.name;
+        let call_params = Params::new(params.as_deref().map(RawValue::get)).into_owned();
         let call_id = id.clone().unwrap_or(Id::Null);
         let response = match callback {
             MethodCallback::Async(call) => {
-                let future = call(call_id, params, ConnectionId(session.id as usize), MAX_RESPONSE_BYTES, extensions);
+                let future = call(call_id, call_params, ConnectionId(connection as usize), MAX_RESPONSE_BYTES, extensions);
                 AssertUnwindSafe(future).catch_unwind().await
             }
-            MethodCallback::Sync(call) => {
-                std::panic::catch_unwind(AssertUnwindSafe(|| call(call_id, params, MAX_RESPONSE_BYTES, extensions)))
-            }
+            MethodCallback::Sync(call) => std::panic::catch_unwind(AssertUnwindSafe(|| {
+                call(call_id, call_params, MAX_RESPONSE_BYTES, extensions)
+            })),
             // The protocol declares no subscriptions.
             MethodCallback::Subscription(_) | MethodCallback::Unsubscription(_) => {
-                return reply(ErrorCode::MethodNotFound, &format!("Method not found: {method}"));
+                let message = format!("Method not found: {method}");
+                return raw_id.map(|id| error_response(Some(&id), ErrorCode::MethodNotFound, &message));
             }
         };
         let response = match response {
             Ok(response) => response,
             Err(_) => {
-                tracing::error!(%method, conn = session.id, "handler panicked");
-                return reply(ErrorCode::InternalError, "Internal error");
+                tracing::error!(%method, conn = connection, "handler panicked");
+                return raw_id.map(|id| error_response(Some(&id), ErrorCode::InternalError, "Internal error"));
             }
         };
         id?;
         if response.as_error_code() == Some(ErrorCode::InvalidParams.code()) {
             // jsonrpsee's own params errors do not name the field; ours (from the
             // handlers, for params that parse but are invalid) already do.
-            if let Some(detail) = (spec.diagnose_params)(request.params.map(RawValue::get)) {
-                return raw_id.map(|id| invalid_params(id, &detail));
+            if let Some(detail) = (spec.diagnose_params)(params.as_deref().map(RawValue::get)) {
+                return raw_id.map(|id| invalid_params(&id, &detail));
             }
         }
         Some(response.into_json().get().to_owned())

@@ -11,7 +11,7 @@ use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::Extensions;
 
 use crate::error::ServiceError;
-use crate::service::{Caller, Linkspace};
+use crate::service::{Caller, Enqueued, Linkspace};
 use crate::session::Session;
 
 pub struct Rpc {
@@ -166,11 +166,11 @@ impl BroodLinkApiServer for Rpc {
     }
 
     async fn send_message(&self, ext: &Extensions, room_id: String, content: String) -> RpcResult<SendResult> {
-        Ok(self.linkspace.message_send(&caller(ext)?, room_id, content).await?)
+        Ok(self.linkspace.message_send(&caller(ext)?, room_id, content, ext.get::<Enqueued>()).await?)
     }
 
     async fn send_dm(&self, ext: &Extensions, to_agent_id: String, content: String) -> RpcResult<SendResult> {
-        Ok(self.linkspace.message_dm(&caller(ext)?, to_agent_id, content).await?)
+        Ok(self.linkspace.message_dm(&caller(ext)?, to_agent_id, content, ext.get::<Enqueued>()).await?)
     }
 
     async fn remove_message(

@@ -1,8 +1,9 @@
 //! The network edge: an axum router that upgrades `/` to a WebSocket (and answers
 //! `GET /healthz`), and per connection a reader loop and one writer task.
 //!
-//! The reader handles one frame at a time, so a connection's requests are answered in
-//! the order sent. Responses and events share one bounded queue, drained by the
+//! The reader handles one frame at a time, except that consecutive `message.send` and
+//! `message.dm` calls are pipelined: once a message has its place in the commit queue
+//! the reader reads on, and responses still go out in the order the requests came. Responses and events share one bounded queue, drained by the
 //! writer, which batches whatever is queued into one flush.
 
 use std::net::SocketAddr;
@@ -17,14 +18,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use broodlink_protocol::{DisconnectedEvent, ErrorCode, Event};
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Begun, Dispatcher};
 use crate::service::Linkspace;
 use crate::session::{Outbound, Session};
 
+/// Messages one connection may have queued for commit before its reader waits for the
+/// oldest to be answered.
+const MAX_PIPELINE: usize = 64;
 /// Frames a connection may have queued before it counts as a slow consumer.
 const OUTBOUND_QUEUE: usize = 1024;
 /// How long one write to a client may take; a client that reads nothing for this long
@@ -126,13 +131,35 @@ async fn connection(socket: WebSocket, remote: SocketAddr, transport: Arc<Transp
 }
 
 async fn read_loop(mut stream: SplitStream<WebSocket>, session: &Arc<Session>, transport: &Transport) {
+    let mut pending = FuturesOrdered::new();
+    read_frames(&mut stream, session, transport, &mut pending).await;
+    // Messages already queued are committed or refused before the connection counts
+    // as closed; nobody is left to read their results.
+    while pending.next().await.is_some() {}
+}
+
+/// The responses still to come of messages queued for commit, oldest first.
+type Pending = FuturesOrdered<JoinHandle<Option<String>>>;
+
+async fn read_frames(
+    stream: &mut SplitStream<WebSocket>,
+    session: &Arc<Session>,
+    transport: &Transport,
+    pending: &mut Pending,
+) {
     let mut shutdown = transport.shutdown.subscribe();
     let auth_timeout = Duration::from_secs(u64::from(transport.linkspace.config.limits.auth_timeout_seconds));
     let auth_deadline = tokio::time::sleep(auth_timeout);
     tokio::pin!(auth_deadline);
     loop {
         let message = tokio::select! {
-            message = stream.next() => message,
+            Some(done) = pending.next(), if !pending.is_empty() => {
+                if !answer(session, done.ok().flatten()).await {
+                    return;
+                }
+                continue;
+            }
+            message = stream.next(), if pending.len() < MAX_PIPELINE => message,
             _ = session.closed() => return,
             _ = &mut auth_deadline, if session.identity().is_none() => {
                 let reason = format!("no auth within {}s: call auth first, right after connecting", auth_timeout.as_secs());
@@ -158,7 +185,9 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, session: &Arc<Session>, t
                         "message": "binary frames are not supported: send each JSON-RPC request as a text frame",
                     },
                 });
-                session.respond(Utf8Bytes::from(error.to_string())).await;
+                if !answer_pending(session, pending).await || !answer(session, Some(error.to_string())).await {
+                    return;
+                }
                 continue;
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -170,21 +199,49 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, session: &Arc<Session>, t
             }
             Some(Ok(Message::Close(_))) | None => return,
         };
-        // The call itself is never cancelled (a handler stopped half-way could leave the
-        // database and the hub disagreeing); waiting for queue room is, so a client that
-        // stops reading cannot keep its connection alive after the server closes it.
-        let response = transport.dispatcher.frame(session, text.as_str()).await;
-        let deliver = async {
-            if let Some(response) = response {
-                session.respond(Utf8Bytes::from(response)).await;
+        let next = match transport.dispatcher.begin(session, text.as_str()).await {
+            Begun::Queued(task) => {
+                pending.push_back(task);
+                continue;
             }
-            // Events held back during `auth` follow its response.
-            session.release_held().await;
+            Begun::InOrder(next) => next,
         };
-        tokio::select! {
-            _ = deliver => {}
-            _ = session.closed() => return,
+        // Anything but a queued message takes effect after, and is answered after,
+        // every message queued before it.
+        if !answer_pending(session, pending).await {
+            return;
         }
+        let response = transport.dispatcher.finish(session, text.as_str(), next).await;
+        if !answer(session, response).await {
+            return;
+        }
+    }
+}
+
+/// Waits for every queued message and sends their responses in order. False when the
+/// connection closed meanwhile.
+async fn answer_pending(session: &Arc<Session>, pending: &mut Pending) -> bool {
+    while let Some(done) = pending.next().await {
+        if !answer(session, done.ok().flatten()).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// Queues a response (and then the events held back during `auth`). False when the
+/// connection closed meanwhile: waiting for queue room is cancelled then, so a client
+/// that stops reading cannot keep its connection alive after the server closes it.
+async fn answer(session: &Arc<Session>, response: Option<String>) -> bool {
+    let deliver = async {
+        if let Some(response) = response {
+            session.respond(Utf8Bytes::from(response)).await;
+        }
+        session.release_held().await;
+    };
+    tokio::select! {
+        _ = deliver => true,
+        _ = session.closed() => false,
     }
 }
 

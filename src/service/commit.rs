@@ -4,7 +4,7 @@
 //! in `seq` order and only then answers each sender. One fsync serves the whole batch,
 //! and the write lock keeps batches ordered with every other state change.
 
-use std::sync::Weak;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use broodlink_protocol::{DmEvent, Event, MessageEvent, SendResult};
 use tokio::sync::{mpsc, oneshot};
@@ -51,11 +51,35 @@ impl Committer {
         Committer { queue }
     }
 
-    /// Queues a message and waits until it is committed (or refused).
-    pub(super) async fn commit(&self, message: Pending) -> ServiceResult<SendResult> {
+    /// Queues a message and waits until it is committed (or refused). `enqueued` is
+    /// fired once the message has its place in the queue.
+    pub(super) async fn commit(&self, message: Pending, enqueued: Option<&Enqueued>) -> ServiceResult<SendResult> {
         let (reply, answer) = oneshot::channel();
         self.queue.send(Job { message, reply }).await.map_err(|_| ServiceError::ShuttingDown)?;
+        if let Some(enqueued) = enqueued {
+            enqueued.fire();
+        }
         answer.await.map_err(|_| ServiceError::ShuttingDown)?
+    }
+}
+
+/// Tells a connection that its message has its place in the commit queue, so the order
+/// of that message and the connection's next request is settled and the connection may
+/// read on (the dispatcher pipelines sends this way). Dropped unfired when the handler
+/// fails before queueing.
+#[derive(Clone)]
+pub struct Enqueued(Arc<Mutex<Option<oneshot::Sender<()>>>>);
+
+impl Enqueued {
+    pub fn new() -> (Enqueued, oneshot::Receiver<()>) {
+        let (fire, fired) = oneshot::channel();
+        (Enqueued(Arc::new(Mutex::new(Some(fire)))), fired)
+    }
+
+    fn fire(&self) {
+        if let Some(fire) = self.0.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = fire.send(());
+        }
     }
 }
 

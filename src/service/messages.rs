@@ -2,7 +2,7 @@
 
 use broodlink_protocol::{Event, MessageRemovedEvent, RemoveResult, SendResult};
 
-use super::commit::Pending;
+use super::commit::{Enqueued, Pending};
 use super::{check_optional_text, now_ms, Caller, Linkspace, REASON_MAX};
 use crate::error::{ServiceError, ServiceResult};
 use crate::hub::Audience;
@@ -26,6 +26,7 @@ impl Linkspace {
         caller: &Caller<'_>,
         room_id: String,
         content: String,
+        enqueued: Option<&Enqueued>,
     ) -> ServiceResult<SendResult> {
         self.check_content(&content)?;
         // Refuse early what would be refused at commit, with the error that fits.
@@ -43,7 +44,7 @@ impl Linkspace {
                 Some(true) => {}
             }
         }
-        self.committer.commit(Pending::from_caller(caller, room_id, content, None)).await
+        self.committer.commit(Pending::from_caller(caller, room_id, content, None), enqueued).await
     }
 
     pub async fn message_dm(
@@ -51,13 +52,14 @@ impl Linkspace {
         caller: &Caller<'_>,
         to_agent_id: String,
         content: String,
+        enqueued: Option<&Enqueued>,
     ) -> ServiceResult<SendResult> {
         self.check_content(&content)?;
         if self.store.agent(&to_agent_id).await?.is_none() {
             return Err(ServiceError::AgentNotFound);
         }
         let lobby = self.lobby_id.clone();
-        self.committer.commit(Pending::from_caller(caller, lobby, content, Some(to_agent_id))).await
+        self.committer.commit(Pending::from_caller(caller, lobby, content, Some(to_agent_id)), enqueued).await
     }
 
     pub async fn message_remove(

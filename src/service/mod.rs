@@ -31,6 +31,7 @@ use crate::keys;
 use crate::session::{Identity, Session};
 use crate::store::{AgentRow, RoomRow, Store, StoreResult};
 
+pub use commit::Enqueued;
 pub use docs::PARTICIPANT_GUIDE;
 
 /// The default texts of the editable docs: `(CONSTITUTION.md, CONTROLLER.md)`.

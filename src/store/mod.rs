@@ -414,21 +414,28 @@ impl Store {
     /// the same transaction. Returns once committed.
     pub async fn insert_messages(&self, messages: &[MessageRow], lobby: Option<(&str, u32)>) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
-        for message in messages {
-            sqlx::query(
-                "INSERT INTO messages (seq, id, room_id, sender_id, sender_name, content, to_agent_id, timestamp)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(message.seq)
-            .bind(&message.id)
-            .bind(&message.room_id)
-            .bind(&message.sender_id)
-            .bind(&message.sender_name)
-            .bind(&message.content)
-            .bind(&message.to_agent_id)
-            .bind(message.timestamp)
-            .execute(&mut *tx)
-            .await?;
+        // One multi-row INSERT per chunk: each statement is a round trip to sqlx's
+        // worker thread, and a batch holds up to hundreds of messages. Fixed chunk
+        // sizes keep the number of distinct cached statements small.
+        let mut rest = messages;
+        while !rest.is_empty() {
+            // The last chunk size is 1, so some size always fits.
+            let index = INSERT_CHUNKS.iter().position(|&size| size <= rest.len()).unwrap_or(INSERT_CHUNKS.len() - 1);
+            let (chunk, tail) = rest.split_at(INSERT_CHUNKS[index].min(rest.len()));
+            let mut query = sqlx::query(&insert_messages_sql()[index]);
+            for message in chunk {
+                query = query
+                    .bind(message.seq)
+                    .bind(&message.id)
+                    .bind(&message.room_id)
+                    .bind(&message.sender_id)
+                    .bind(&message.sender_name)
+                    .bind(&message.content)
+                    .bind(&message.to_agent_id)
+                    .bind(message.timestamp);
+            }
+            query.execute(&mut *tx).await?;
+            rest = tail;
         }
         if let Some((lobby_id, keep)) = lobby {
             // Keep the newest `keep` room messages; DMs are not subject to it.
@@ -555,4 +562,24 @@ async fn upsert_member(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Row counts of the multi-row INSERTs a batch of messages is split into, largest first.
+const INSERT_CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// `INSERT INTO messages … VALUES (…), (…)`, one statement per entry of `INSERT_CHUNKS`.
+fn insert_messages_sql() -> &'static [String] {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        INSERT_CHUNKS
+            .iter()
+            .map(|&rows| {
+                let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+                format!(
+                    "INSERT INTO messages (seq, id, room_id, sender_id, sender_name, content, to_agent_id, timestamp) \
+                     VALUES {values}"
+                )
+            })
+            .collect()
+    })
 }

@@ -307,6 +307,50 @@ async fn every_recipient_sees_a_rooms_messages_in_seq_order() {
     assert_eq!(seqs(&messages), expected, "history is oldest first");
 }
 
+#[tokio::test]
+async fn sends_written_back_to_back_take_effect_and_are_answered_in_the_order_sent() {
+    let server = TestServer::start().await;
+    let mut ctrl = server.controller().await;
+    let mut alice = server.participant(&mut ctrl, "Alice").await;
+    let mut bob = server.participant(&mut ctrl, "Bob").await;
+    let room = create_room(&mut alice.client, "pipelined", "public").await;
+    bob.client.ok("room.join", json!({ "roomId": room })).await;
+
+    // 40 sends, a DM, a leave, then one more send, all written before reading anything:
+    // the server may keep the sends in flight together, but each request must still take
+    // effect after the ones before it (so the last send comes after the leave and fails).
+    const N: u64 = 40;
+    let request = |id: u64, method: &str, params: Value| {
+        json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }).to_string()
+    };
+    for i in 1..=N {
+        bob.client.send_text(&request(i, "message.send", json!({ "roomId": room, "content": format!("m{i}") }))).await;
+    }
+    bob.client.send_text(&request(N + 1, "message.dm", json!({ "toAgentId": alice.id, "content": "dm" }))).await;
+    bob.client.send_text(&request(N + 2, "room.leave", json!({ "roomId": room }))).await;
+    bob.client.send_text(&request(N + 3, "message.send", json!({ "roomId": room, "content": "late" }))).await;
+
+    let mut last_seq = 0;
+    for id in 1..=N + 1 {
+        let response = bob.client.next_response().await;
+        assert_eq!(response["id"], json!(id), "responses come in request order: {response}");
+        let seq = response["result"]["seq"].as_i64().unwrap_or_else(|| panic!("send {id} failed: {response}"));
+        assert!(seq > last_seq, "seq grows in the order sent");
+        last_seq = seq;
+    }
+    let left = bob.client.next_response().await;
+    assert_eq!(left["id"], json!(N + 2));
+    assert!(left.get("result").is_some(), "room.leave: {left}");
+    let late = bob.client.next_response().await;
+    assert_eq!(late["id"], json!(N + 3));
+    assert_eq!(late["error"]["code"], json!(4011), "a send after leaving is refused: {late}");
+
+    let (messages, _) = history(&mut alice.client, &room, json!({ "limit": 100 })).await;
+    let contents: Vec<&str> = messages.iter().map(|m| m["content"].as_str().unwrap_or_default()).collect();
+    let expected: Vec<String> = (1..=N).map(|i| format!("m{i}")).collect();
+    assert_eq!(contents, expected, "stored once each, in the order sent, and nothing after the leave");
+}
+
 // ---- lobby ----
 
 #[tokio::test]
