@@ -20,10 +20,12 @@ use tokio::sync::mpsc;
 /// session whose outbound queue is drained in the background.
 async fn setup(database: &Path) -> (Arc<Linkspace>, Dispatcher, Arc<Session>, String) {
     let store = Store::open(database, Default::default()).await.expect("store");
-    let Opened { linkspace, new_controller_key } =
-        Linkspace::open(Config::default(), store, None).await.expect("linkspace");
+    // Measured without rate limits: they would refuse most of a tight loop's calls.
+    let mut config = Config::default();
+    config.limits.unlimited_rates();
+    let Opened { linkspace, new_controller_key } = Linkspace::open(config, store, None).await.expect("linkspace");
     let key = new_controller_key.expect("fresh database");
-    let dispatcher = Dispatcher::new(Rpc::new(linkspace.clone()).into_rpc(), 1 << 20);
+    let dispatcher = Dispatcher::new(Rpc::new(linkspace.clone()).into_rpc(), 1 << 20, &linkspace.config.limits);
     let session = connect(&dispatcher, &key).await;
     let lobby = lobby_id(&dispatcher, &session).await;
     (linkspace, dispatcher, session, lobby)

@@ -30,17 +30,64 @@ pub struct Config {
     pub limits: LimitsConfig,
 }
 
-/// Protections against clients that misbehave.
+/// Protections against clients that misbehave (SECURITY.md lists them with their
+/// defaults). Rates of 0 mean unlimited.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct LimitsConfig {
     /// Seconds a new connection has to call `auth` before it is closed.
     pub auth_timeout_seconds: u32,
+    /// Failed `auth` calls allowed per remote address per minute (and at once); beyond
+    /// it `auth` answers 4080 without looking at the key.
+    pub auth_failures_per_minute: u32,
+    /// Open WebSocket connections, authenticated or not; beyond it new ones are closed
+    /// with status 1013 right after the upgrade.
+    pub max_connections: u32,
+    /// Connections one agent may hold; one more `auth` answers 4081.
+    pub max_connections_per_agent: u32,
+    /// Calls per second per agent, every method counted (token bucket refill rate)...
+    pub calls_per_second: f64,
+    /// ...and how many it may make at once.
+    pub call_burst: u32,
+    /// `message.send` and `message.dm` per second per agent...
+    pub sends_per_second: f64,
+    /// ...and at once.
+    pub send_burst: u32,
+    /// Frames queued for one connection before it counts as a slow consumer and is
+    /// disconnected (`disconnected {reason: "slow consumer"}`).
+    pub outbound_queue_frames: u32,
+    /// Seconds between WebSocket pings to an otherwise quiet connection; 0 disables
+    /// keepalive.
+    pub ping_interval_seconds: u32,
+    /// Seconds a connection may stay silent after a ping before it is taken for dead
+    /// and closed (presence then goes offline).
+    pub pong_timeout_seconds: u32,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { auth_timeout_seconds: 10 }
+        LimitsConfig {
+            auth_timeout_seconds: 10,
+            auth_failures_per_minute: 10,
+            max_connections: 20_000,
+            max_connections_per_agent: 32,
+            calls_per_second: 200.0,
+            call_burst: 400,
+            sends_per_second: 100.0,
+            send_burst: 200,
+            outbound_queue_frames: 1024,
+            ping_interval_seconds: 30,
+            pong_timeout_seconds: 30,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// No rate limits at all (benchmarks and load tests).
+    pub fn unlimited_rates(&mut self) {
+        self.auth_failures_per_minute = 0;
+        self.calls_per_second = 0.0;
+        self.sends_per_second = 0.0;
     }
 }
 
@@ -132,10 +179,25 @@ impl Config {
             ("maxHistoryPerRoom", self.max_history_per_room),
             ("lobby.historyLimit", self.lobby.history_limit),
             ("limits.authTimeoutSeconds", self.limits.auth_timeout_seconds),
+            ("limits.maxConnections", self.limits.max_connections),
+            ("limits.maxConnectionsPerAgent", self.limits.max_connections_per_agent),
+            ("limits.callBurst", self.limits.call_burst),
+            ("limits.sendBurst", self.limits.send_burst),
+            ("limits.outboundQueueFrames", self.limits.outbound_queue_frames),
+            ("limits.pongTimeoutSeconds", self.limits.pong_timeout_seconds),
         ];
         for (key, value) in positive {
             if value == 0 {
                 return Err(format!("key `{key}`: must be at least 1"));
+            }
+        }
+        let rates = [
+            ("limits.callsPerSecond", self.limits.calls_per_second),
+            ("limits.sendsPerSecond", self.limits.sends_per_second),
+        ];
+        for (key, value) in rates {
+            if !(value >= 0.0 && value.is_finite()) {
+                return Err(format!("key `{key}`: must be a number of at least 0 (0 means unlimited)"));
             }
         }
         if self.lobby.name.trim().is_empty() {
@@ -242,8 +304,19 @@ pub const DEFAULT_CONFIG_FILE: &str = r#"{
   "synchronous": "full",
 
   // Protections against misbehaving clients
+  // (SECURITY.md explains each; rates of 0 mean unlimited)
   "limits": {
-    "authTimeoutSeconds": 10   // A connection that has not called auth by then is closed
+    "authTimeoutSeconds": 10,       // A connection that has not called auth by then is closed
+    "authFailuresPerMinute": 10,    // Failed auth calls per remote address, then 4080
+    "maxConnections": 20000,        // Open connections in all (raise `ulimit -n` to match)
+    "maxConnectionsPerAgent": 32,   // Connections one agent may hold, then auth answers 4081
+    "callsPerSecond": 200,          // Calls per agent per second (any method), then 4080...
+    "callBurst": 400,               // ...after a burst of this many
+    "sendsPerSecond": 100,          // message.send + message.dm per agent per second...
+    "sendBurst": 200,               // ...after a burst of this many
+    "outboundQueueFrames": 1024,    // Frames queued for a client that does not read, then it is cut off
+    "pingIntervalSeconds": 30,      // WebSocket ping to quiet connections (0: never)...
+    "pongTimeoutSeconds": 30        // ...and how long a silent one lives after it
   }
 }
 "#;

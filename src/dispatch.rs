@@ -12,13 +12,16 @@ use std::sync::Arc;
 
 use broodlink_protocol::{ErrorCode, MethodSpec, Permission, Role, METHODS};
 use futures_util::FutureExt;
-use jsonrpsee::types::{Id, Params};
+use jsonrpsee::types::{ErrorObjectOwned, Id, Params};
 use jsonrpsee::{ConnectionId, Extensions, MethodCallback, Methods, RpcModule};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use tokio::task::JoinHandle;
 
+use crate::config::LimitsConfig;
+use crate::error::ServiceError;
+use crate::limits::Limiter;
 use crate::service::Enqueued;
 use crate::session::Session;
 
@@ -35,6 +38,9 @@ pub struct Dispatcher {
     /// The catalogue entry of every method, by wire name.
     specs: HashMap<&'static str, &'static MethodSpec>,
     max_request_bytes: usize,
+    /// Every call of an agent, and its sends, by agent id.
+    calls: Limiter<String>,
+    sends: Limiter<String>,
 }
 
 /// A request as read off the wire, borrowing from the frame.
@@ -54,9 +60,19 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 }
 
 impl Dispatcher {
-    pub fn new<T: Send + Sync + 'static>(module: RpcModule<T>, max_request_bytes: usize) -> Dispatcher {
+    pub fn new<T: Send + Sync + 'static>(
+        module: RpcModule<T>,
+        max_request_bytes: usize,
+        limits: &LimitsConfig,
+    ) -> Dispatcher {
         let specs = METHODS.iter().map(|m| (m.name, m)).collect();
-        Dispatcher { methods: module.into(), specs, max_request_bytes }
+        Dispatcher {
+            methods: module.into(),
+            specs,
+            max_request_bytes,
+            calls: Limiter::new(limits.calls_per_second, limits.call_burst),
+            sends: Limiter::new(limits.sends_per_second, limits.send_burst),
+        }
     }
 
     /// Handles one text frame to the end; returns the response frame, if any is due.
@@ -190,6 +206,18 @@ impl Dispatcher {
                 Some(_) => {}
             }
         }
+        if let Some(who) = session.identity() {
+            let allowed = self.calls.take(who.agent_id.as_str()).and_then(|()| {
+                if PIPELINED.contains(&spec.name) {
+                    self.sends.take(who.agent_id.as_str())
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(wait) = allowed {
+                return Err(raw_id.map(|id| service_error(id, ServiceError::RateLimited(wait))));
+            }
+        }
 
         let mut extensions = Extensions::new();
         extensions.insert(session.clone());
@@ -248,7 +276,8 @@ impl Call {
         let call_id = id.clone().unwrap_or(Id::Null);
         let response = match callback {
             MethodCallback::Async(call) => {
-                let future = call(call_id, call_params, ConnectionId(connection as usize), MAX_RESPONSE_BYTES, extensions);
+                let future =
+                    call(call_id, call_params, ConnectionId(connection as usize), MAX_RESPONSE_BYTES, extensions);
                 AssertUnwindSafe(future).catch_unwind().await
             }
             MethodCallback::Sync(call) => std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -298,6 +327,12 @@ fn error_response(id: Option<&RawValue>, code: ErrorCode, message: &str) -> Stri
     }
     let body = ErrorResponse { jsonrpc: "2.0", id, error: ErrorBody { code: code.code(), message } };
     serde_json::to_string(&body).unwrap_or_default()
+}
+
+/// The response for an error a service would give.
+fn service_error(id: &RawValue, error: ServiceError) -> String {
+    let error = ErrorObjectOwned::from(error);
+    serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": error }).to_string()
 }
 
 /// A -32602 response whose message names the field, with the same detail in `data`.

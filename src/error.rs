@@ -40,6 +40,10 @@ pub enum ServiceError {
     DocumentNotFound(String),
     #[error("Cannot update a static document: {0}")]
     ReadOnlyDocument(String),
+    #[error("Rate limit exceeded: retry in {} ms", .0.as_millis())]
+    RateLimited(std::time::Duration),
+    #[error("Too many connections for this agent (limit {0}): close one of its other connections first")]
+    ConnectionLimit(u32),
     #[error("Invalid params: {0}")]
     InvalidParams(String),
     #[error("the server is shutting down")]
@@ -72,6 +76,8 @@ impl ServiceError {
             ServiceError::DocumentNotFound(_) => ErrorCode::DocumentNotFound,
             ServiceError::ReadOnlyDocument(_) => ErrorCode::ReadOnlyDocument,
             ServiceError::InvalidParams(_) => ErrorCode::InvalidParams,
+            ServiceError::RateLimited(_) => ErrorCode::RateLimited,
+            ServiceError::ConnectionLimit(_) => ErrorCode::ConnectionLimit,
             ServiceError::Store(_) | ServiceError::ShuttingDown | ServiceError::CommitFailed => {
                 ErrorCode::InternalError
             }
@@ -86,6 +92,24 @@ impl From<ServiceError> for ErrorObjectOwned {
             tracing::error!(error = %inner, "storage failure");
             return code.into_error();
         }
+        if let ServiceError::RateLimited(wait) = &err {
+            return ErrorObjectOwned::owned(code.code(), err.to_string(), Some(RetryAfter::from(*wait)));
+        }
         code.with_message(err.to_string())
+    }
+}
+
+/// The `data` of a 4080 error.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryAfter {
+    pub retry_after_ms: u64,
+}
+
+impl From<std::time::Duration> for RetryAfter {
+    fn from(wait: std::time::Duration) -> Self {
+        // Rounded up: retrying after exactly this long succeeds.
+        let ms = wait.as_micros().div_ceil(1000);
+        RetryAfter { retry_after_ms: u64::try_from(ms).unwrap_or(u64::MAX) }
     }
 }

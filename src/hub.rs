@@ -100,6 +100,11 @@ impl Hub {
         state.sessions.drain().map(|(_, s)| s).collect()
     }
 
+    /// How many authenticated connections the agent has.
+    pub fn connections_of(&self, agent_id: &str) -> usize {
+        self.state().online.get(agent_id).map_or(0, Vec::len)
+    }
+
     pub fn is_online(&self, agent_id: &str) -> bool {
         self.state().online.contains_key(agent_id)
     }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod hub;
 pub mod instance;
 pub mod keys;
+pub mod limits;
 pub mod rpc;
 pub mod server;
 pub mod service;

@@ -165,12 +165,26 @@ impl BroodLinkApiServer for Rpc {
         Ok(self.linkspace.room_update(&caller(ext)?, room_id, name, description).await?)
     }
 
-    async fn send_message(&self, ext: &Extensions, room_id: String, content: String) -> RpcResult<SendResult> {
-        Ok(self.linkspace.message_send(&caller(ext)?, room_id, content, ext.get::<Enqueued>()).await?)
+    async fn send_message(
+        &self,
+        ext: &Extensions,
+        room_id: String,
+        content: String,
+        client_msg_id: Option<String>,
+    ) -> RpcResult<SendResult> {
+        let caller = caller(ext)?;
+        Ok(self.linkspace.message_send(&caller, room_id, content, client_msg_id, ext.get::<Enqueued>()).await?)
     }
 
-    async fn send_dm(&self, ext: &Extensions, to_agent_id: String, content: String) -> RpcResult<SendResult> {
-        Ok(self.linkspace.message_dm(&caller(ext)?, to_agent_id, content, ext.get::<Enqueued>()).await?)
+    async fn send_dm(
+        &self,
+        ext: &Extensions,
+        to_agent_id: String,
+        content: String,
+        client_msg_id: Option<String>,
+    ) -> RpcResult<SendResult> {
+        let caller = caller(ext)?;
+        Ok(self.linkspace.message_dm(&caller, to_agent_id, content, client_msg_id, ext.get::<Enqueued>()).await?)
     }
 
     async fn remove_message(

@@ -148,7 +148,11 @@ impl Server {
         let admin =
             self.admin.map(|admin| tokio::spawn(admin.run(self.linkspace.clone(), Self::url_of(&self.listener))));
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-        let dispatcher = Dispatcher::new(Rpc::new(self.linkspace.clone()).into_rpc(), self.max_request_bytes);
+        let dispatcher = Dispatcher::new(
+            Rpc::new(self.linkspace.clone()).into_rpc(),
+            self.max_request_bytes,
+            &self.linkspace.config.limits,
+        );
         let transport =
             Arc::new(Transport::new(self.linkspace.clone(), dispatcher, self.max_request_bytes * 2, alive_tx));
         let app = transport::router(transport.clone()).into_make_service_with_connect_info::<SocketAddr>();

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use axum::extract::ws::Utf8Bytes;
-use broodlink_protocol::Role;
+use broodlink_protocol::{DisconnectedEvent, Event, Role};
 use tokio::sync::{mpsc, Notify};
 
 /// What the writer task sends next.
@@ -14,9 +14,17 @@ use tokio::sync::{mpsc, Notify};
 pub enum Outbound {
     /// A text frame: a response or an event (events share one allocation across recipients).
     Frame(Utf8Bytes),
+    /// A WebSocket ping (keepalive).
+    Ping,
     /// Close the WebSocket with this status code and reason.
     Close { code: u16, reason: String },
 }
+
+/// Queue slots kept free for the goodbye (`disconnected` and the close frame): a
+/// connection counts as full this many slots before its queue really is.
+pub const RESERVED_SLOTS: usize = 2;
+/// The `disconnected` reason of a connection whose queue filled up.
+pub const SLOW_CONSUMER: &str = "slow consumer";
 
 /// The agent a connection authenticated as.
 #[derive(Debug, Clone)]
@@ -72,8 +80,7 @@ impl Session {
         self.identity.set(identity).is_ok()
     }
 
-    /// Queues an event frame without waiting. A client whose queue is full is not
-    /// reading; it is disconnected rather than allowed to grow server memory.
+    /// Queues an event frame without waiting.
     pub fn push(&self, frame: Utf8Bytes) {
         if self.is_closed() {
             return;
@@ -90,15 +97,32 @@ impl Session {
                 return;
             }
         }
+        if self.outbound.capacity() <= RESERVED_SLOTS {
+            self.cut_off_slow_consumer();
+            return;
+        }
         match self.outbound.try_send(Outbound::Frame(frame)) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(conn = self.id, "outbound queue full; disconnecting slow consumer");
-                self.close_now();
-            }
+            Err(mpsc::error::TrySendError::Full(_)) => self.cut_off_slow_consumer(),
             // The connection is already going away.
             Err(mpsc::error::TrySendError::Closed(_)) => self.close_now(),
         }
+    }
+
+    /// Queues a WebSocket ping, unless the queue is (nearly) full: a client that does
+    /// not read is dealt with by [`Session::push`].
+    pub fn ping(&self) {
+        if !self.is_closed() && self.outbound.capacity() > RESERVED_SLOTS {
+            let _ = self.outbound.try_send(Outbound::Ping);
+        }
+    }
+
+    /// A client whose queue is full is not reading: it is told why (in the slots kept
+    /// for that) and disconnected, rather than allowed to grow server memory.
+    fn cut_off_slow_consumer(&self) {
+        tracing::warn!(conn = self.id, "outbound queue full; disconnecting slow consumer");
+        let event = Event::Disconnected(DisconnectedEvent { reason: SLOW_CONSUMER.into(), retry: true });
+        self.disconnect(crate::hub::frame(&event), 1008, SLOW_CONSUMER);
     }
 
     /// Queues a response, waiting for room: the client's own requests are throttled by

@@ -7,7 +7,7 @@
 //! writer, which batches whatever is queued into one flush.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,13 +25,11 @@ use tokio::task::JoinHandle;
 
 use crate::dispatch::{Begun, Dispatcher};
 use crate::service::Linkspace;
-use crate::session::{Outbound, Session};
+use crate::session::{Outbound, Session, RESERVED_SLOTS};
 
 /// Messages one connection may have queued for commit before its reader waits for the
 /// oldest to be answered.
 const MAX_PIPELINE: usize = 64;
-/// Frames a connection may have queued before it counts as a slow consumer.
-const OUTBOUND_QUEUE: usize = 1024;
 /// How long one write to a client may take; a client that reads nothing for this long
 /// is dropped (its writer ends, which closes its queue and so the connection).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +50,8 @@ pub struct Transport {
     /// dispatcher's limit and this get a JSON-RPC error instead of a closed socket.
     pub max_frame_bytes: usize,
     next_session: AtomicU64,
+    /// Open connections (and upgrades under way), against `limits.maxConnections`.
+    connections: AtomicUsize,
     /// Each connection task holds a clone; shutdown waits until all are dropped.
     pub(crate) alive: mpsc::Sender<()>,
     /// Flipped once at shutdown; every reader loop watches it.
@@ -66,7 +66,15 @@ impl Transport {
         alive: mpsc::Sender<()>,
     ) -> Self {
         let (shutdown, _) = tokio::sync::watch::channel(false);
-        Transport { linkspace, dispatcher, max_frame_bytes, next_session: AtomicU64::new(1), alive, shutdown }
+        Transport {
+            linkspace,
+            dispatcher,
+            max_frame_bytes,
+            next_session: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+            alive,
+            shutdown,
+        }
     }
 }
 
@@ -98,22 +106,49 @@ async fn upgrade(
         .max_frame_size(transport.max_frame_bytes)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER);
-    if transport.linkspace.is_locked() {
+    let slot = ConnectionSlot::take(&transport);
+    let refusal: Option<&'static str> = if transport.linkspace.is_locked() {
+        Some("server is locked: not accepting new connections")
+    } else if slot.is_none() {
+        Some("server is full: too many connections, try again later")
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
         // Upgrade, then close with a reason the client can show: a refused HTTP
         // upgrade would reach it as an opaque handshake failure.
-        return ws.on_upgrade(|mut socket| async move {
-            let reason = Utf8Bytes::from_static("server is locked: not accepting new connections");
+        return ws.on_upgrade(move |mut socket| async move {
+            let reason = Utf8Bytes::from_static(refusal);
             let _ = socket.send(Message::Close(Some(CloseFrame { code: 1013, reason }))).await;
         });
     }
-    ws.on_upgrade(move |socket| connection(socket, remote, transport))
+    ws.on_upgrade(move |socket| connection(socket, remote, transport, slot))
 }
 
-async fn connection(socket: WebSocket, remote: SocketAddr, transport: Arc<Transport>) {
+/// One of the `limits.maxConnections` places, given back when the connection ends.
+struct ConnectionSlot(Arc<Transport>);
+
+impl ConnectionSlot {
+    fn take(transport: &Arc<Transport>) -> Option<ConnectionSlot> {
+        let most = transport.linkspace.config.limits.max_connections as usize;
+        let taken = transport.connections.fetch_add(1, Ordering::AcqRel);
+        let slot = ConnectionSlot(transport.clone());
+        (taken < most).then_some(slot)
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn connection(socket: WebSocket, remote: SocketAddr, transport: Arc<Transport>, _slot: Option<ConnectionSlot>) {
     let _alive = transport.alive.clone();
     let id = transport.next_session.fetch_add(1, Ordering::Relaxed);
     let (sink, stream) = socket.split();
-    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let queue = transport.linkspace.config.limits.outbound_queue_frames as usize + RESERVED_SLOTS;
+    let (tx, rx) = mpsc::channel(queue);
     let session = Arc::new(Session::new(id, remote, tx));
     tracing::debug!(conn = id, %remote, "connected");
 
@@ -151,6 +186,7 @@ async fn read_frames(
     let auth_timeout = Duration::from_secs(u64::from(transport.linkspace.config.limits.auth_timeout_seconds));
     let auth_deadline = tokio::time::sleep(auth_timeout);
     tokio::pin!(auth_deadline);
+    let mut keepalive = Keepalive::new(&transport.linkspace.config.limits);
     loop {
         let message = tokio::select! {
             Some(done) = pending.next(), if !pending.is_empty() => {
@@ -161,6 +197,18 @@ async fn read_frames(
             }
             message = stream.next(), if pending.len() < MAX_PIPELINE => message,
             _ = session.closed() => return,
+            _ = keepalive.tick() => {
+                if keepalive.is_dead() {
+                    let reason = "keepalive timeout: no pong";
+                    let event = Event::Disconnected(DisconnectedEvent { reason: reason.into(), retry: true });
+                    session.disconnect(crate::hub::frame(&event), 1008, reason);
+                    return;
+                }
+                if keepalive.is_quiet() {
+                    session.ping();
+                }
+                continue;
+            }
             _ = &mut auth_deadline, if session.identity().is_none() => {
                 let reason = format!("no auth within {}s: call auth first, right after connecting", auth_timeout.as_secs());
                 let event = Event::Disconnected(DisconnectedEvent { reason: reason.clone(), retry: false });
@@ -174,6 +222,7 @@ async fn read_frames(
                 return;
             }
         };
+        keepalive.heard();
         let text = match message {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Binary(_))) => {
@@ -256,6 +305,14 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Re
                         return;
                     }
                 }
+                Outbound::Ping => {
+                    if !matches!(
+                        tokio::time::timeout(WRITE_TIMEOUT, sink.feed(Message::Ping(Default::default()))).await,
+                        Ok(Ok(()))
+                    ) {
+                        return;
+                    }
+                }
                 Outbound::Close { code, reason } => {
                     let frame = CloseFrame { code, reason: Utf8Bytes::from(truncate(&reason, 123)) };
                     let _ = sink.send(Message::Close(Some(frame))).await;
@@ -269,6 +326,53 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Re
         }
     }
     let _ = sink.close().await;
+}
+
+/// When to ping a quiet connection, and when to give it up for dead. Anything the
+/// client sends (a pong included) counts as a sign of life.
+struct Keepalive {
+    /// `None` when keepalive is off.
+    ticks: Option<tokio::time::Interval>,
+    interval: Duration,
+    timeout: Duration,
+    last_heard: tokio::time::Instant,
+}
+
+impl Keepalive {
+    fn new(limits: &crate::config::LimitsConfig) -> Keepalive {
+        let interval = Duration::from_secs(u64::from(limits.ping_interval_seconds));
+        let ticks = (!interval.is_zero()).then(|| {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks
+        });
+        let timeout = Duration::from_secs(u64::from(limits.pong_timeout_seconds));
+        Keepalive { ticks, interval, timeout, last_heard: tokio::time::Instant::now() }
+    }
+
+    /// Resolves at each ping interval; never when keepalive is off.
+    async fn tick(&mut self) {
+        match &mut self.ticks {
+            Some(ticks) => {
+                ticks.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    fn heard(&mut self) {
+        self.last_heard = tokio::time::Instant::now();
+    }
+
+    /// Silent for a whole interval: time for a ping.
+    fn is_quiet(&self) -> bool {
+        self.last_heard.elapsed() >= self.interval
+    }
+
+    /// Silent through a ping and the pong timeout after it.
+    fn is_dead(&self) -> bool {
+        self.last_heard.elapsed() >= self.interval + self.timeout
+    }
 }
 
 /// Whether a read failed because the frame exceeded the size limit.

@@ -47,6 +47,15 @@ declare_errors! {
     DocumentNotFound = 4070, "Document Not Found", "Document not found";
     /// The document is read-only.
     ReadOnlyDocument = 4071, "Read-Only Document", "Cannot update a static document";
+    /// Too many calls: the agent's rate limit (`limits.callsPerSecond`, and
+    /// `limits.sendsPerSecond` for `message.send` and `message.dm`) or, for `auth`, the
+    /// limit on failed attempts from one address (`limits.authFailuresPerMinute`). Any
+    /// method may answer it. `data` is `{"retryAfterMs": <integer>}`: the call would be
+    /// accepted after that many milliseconds. Nothing was done.
+    RateLimited = 4080, "Rate Limited", "Rate limit exceeded";
+    /// `auth` would open more connections for this agent than `limits.maxConnectionsPerAgent`.
+    /// Close another connection of the agent first.
+    ConnectionLimit = 4081, "Connection Limit", "Too many connections for this agent";
 }
 
 impl ErrorCode {

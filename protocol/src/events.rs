@@ -252,7 +252,9 @@ pub struct DisconnectedEvent {
     /// Why the connection is being closed.
     pub reason: String,
     /// Whether a client should reconnect by itself: `true` when the server is shutting
-    /// down (it will likely come back), `false` when the agent was kicked, banned or
-    /// revoked, or its key was rotated.
+    /// down (it will likely come back) or the connection was cut off as a `"slow
+    /// consumer"` (its outbound queue was full: reconnect and catch up with
+    /// `room.history` `afterSeq`), `false` when the agent was kicked, banned or revoked,
+    /// its key was rotated, or it did not authenticate in time.
     pub retry: bool,
 }

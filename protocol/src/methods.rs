@@ -10,7 +10,7 @@ declare_methods! {
     /// other method returns 4001 until it succeeds. After it, the connection acts as
     /// that agent until it closes, receives a `presence` event per other online agent,
     /// and receives events.
-    #[method(name = "auth", permission = Public, errors = [AuthFailed, AgentBanned, Forbidden])]
+    #[method(name = "auth", permission = Public, errors = [AuthFailed, AgentBanned, Forbidden, RateLimited, ConnectionLimit])]
     fn auth(
         /// The agent's API key (`bl_k_…` or `bl_k_ctrl_…`).
         api_key as "apiKey": String,
@@ -185,23 +185,30 @@ declare_methods! {
 
     /// Send a message to a room you are a member of. The result comes after the message
     /// is committed; the other members' connections receive a `message` event.
-    #[method(name = "message.send", permission = Agent, errors = [RoomNotFound, NotAMember, MessageTooLong])]
+    #[method(name = "message.send", permission = Agent, errors = [RoomNotFound, NotAMember, MessageTooLong, RateLimited])]
     fn send_message(
         /// The room.
         room_id as "roomId": String,
         /// The text: 1 to `maxMessageLength` characters (default 8192).
         content as "content": String,
+        /// Makes the send idempotent: a second `message.send` or `message.dm` with the
+        /// same `clientMsgId` from the same agent stores nothing and returns the first
+        /// message's result. Up to 128 characters; the generated clients set a UUID and
+        /// reuse it when they retry across a reconnect.
+        client_msg_id as "clientMsgId": Option<String>,
     ) -> SendResult as MessageSendParams;
 
     /// Send a direct message. It is stored in the lobby's history with `toAgentId` and
     /// delivered to the recipient as a `dm` event (now, or never if it is offline: read
     /// it later with `room.history` on the lobby).
-    #[method(name = "message.dm", permission = Agent, errors = [AgentNotFound, MessageTooLong])]
+    #[method(name = "message.dm", permission = Agent, errors = [AgentNotFound, MessageTooLong, RateLimited])]
     fn send_dm(
         /// The recipient.
         to_agent_id as "toAgentId": String,
         /// The text: 1 to `maxMessageLength` characters.
         content as "content": String,
+        /// Makes the send idempotent, as for `message.send`.
+        client_msg_id as "clientMsgId": Option<String>,
     ) -> SendResult as MessageDmParams;
 
     /// Soft-delete a message: the sender, the room's owner or the controller may. It

@@ -201,7 +201,8 @@ async fn fill_one(
             let id = claimed.fetch_add(1, Ordering::Relaxed);
             if id < total {
                 let stamp = Stamp { id, sent_us: clock.micros(Instant::now()) };
-                let params = MessageSendParams { room_id: room_id.clone(), content: stamp.content(size) };
+                let params =
+                    MessageSendParams { room_id: room_id.clone(), content: stamp.content(size), client_msg_id: None };
                 match client.start("message.send", &params).await {
                     Ok(call) => in_flight.push_back(call),
                     Err(e) => {

@@ -98,7 +98,7 @@ fn micros(d: Duration) -> u64 {
 }
 
 fn params(sender: &Sender, stamp: Stamp) -> MessageSendParams {
-    MessageSendParams { room_id: sender.room_id.clone(), content: stamp.content(sender.size) }
+    MessageSendParams { room_id: sender.room_id.clone(), content: stamp.content(sender.size), client_msg_id: None }
 }
 
 /// Sends back to back until `end`; stamp ids come from the shared counter.

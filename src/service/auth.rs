@@ -24,6 +24,9 @@ impl Linkspace {
         if self.is_locked() {
             return Err(ServiceError::Forbidden("the server is locked: it accepts no new sessions"));
         }
+        // Guessing keys from one address is slowed down before any key is looked at.
+        let address = session.remote.ip();
+        self.auth_failures.check(&address).map_err(ServiceError::RateLimited)?;
         let display_name = display_name.map(|n| check_text("displayName", &n, NAME_MAX)).transpose()?;
         let key_hash = keys::hash(&api_key);
 
@@ -34,9 +37,16 @@ impl Linkspace {
         if session.is_closed() {
             return Err(ServiceError::Forbidden("this connection is being closed"));
         }
-        let agent = self.store.agent_by_key_hash(&key_hash).await?.ok_or(ServiceError::AuthFailed)?;
+        let Some(agent) = self.store.agent_by_key_hash(&key_hash).await? else {
+            let _ = self.auth_failures.take(&address);
+            return Err(ServiceError::AuthFailed);
+        };
         if agent.banned {
             return Err(ServiceError::Banned);
+        }
+        let most = self.config.limits.max_connections_per_agent;
+        if self.hub.connections_of(&agent.id) >= most as usize {
+            return Err(ServiceError::ConnectionLimit(most));
         }
         let identity = Identity {
             agent_id: agent.id.clone(),

@@ -4,6 +4,7 @@
 //! in `seq` order and only then answers each sender. One fsync serves the whole batch,
 //! and the write lock keeps batches ordered with every other state change.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use broodlink_protocol::{DmEvent, Event, MessageEvent, SendResult};
@@ -13,7 +14,7 @@ use super::views::message_view;
 use super::{new_id, Linkspace};
 use crate::error::{ServiceError, ServiceResult};
 use crate::hub::Audience;
-use crate::store::MessageRow;
+use crate::store::{MessageRow, StoreResult};
 
 /// Most messages one transaction takes; more wait for the next one.
 const MAX_BATCH: usize = 512;
@@ -30,6 +31,15 @@ pub(super) struct Pending {
     pub to_agent_id: Option<String>,
     /// The sending connection, which gets the result instead of the event.
     pub session_id: u64,
+    /// The id the client gave the message, making retries idempotent.
+    pub client_msg_id: Option<String>,
+}
+
+impl Pending {
+    /// What identifies a retry of this message: its sender and client id.
+    fn client_key(&self) -> Option<(String, String)> {
+        self.client_msg_id.as_ref().map(|id| (self.sender_id.clone(), id.clone()))
+    }
 }
 
 struct Job {
@@ -94,17 +104,45 @@ async fn run(linkspace: Weak<Linkspace>, mut jobs: mpsc::Receiver<Job>) {
 impl Linkspace {
     async fn commit_batch(&self, batch: &mut Vec<Job>) {
         let clock = &mut self.write().await;
+        let earlier = match self.sent_earlier(batch).await {
+            Ok(earlier) => earlier,
+            Err(e) => {
+                tracing::error!(error = %e, "looking up client message ids failed");
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(ServiceError::CommitFailed));
+                }
+                return;
+            }
+        };
         let mut rows = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
+        // Retries of a message taken earlier in this same batch: (its row, the retry).
+        let mut repeats = Vec::new();
+        let mut in_batch = HashMap::new();
         for job in batch.drain(..) {
+            let key = job.message.client_key();
+            if let Some(key) = &key {
+                if let Some(result) = earlier.get(key) {
+                    let _ = job.reply.send(Ok(result.clone()));
+                    continue;
+                }
+                if let Some(&row) = in_batch.get(key) {
+                    repeats.push((row, job.reply));
+                    continue;
+                }
+            }
             // Membership may have changed since the sender was checked: the rule is
             // membership at commit time.
             if let Err(refusal) = self.check_sender(&job.message) {
                 let _ = job.reply.send(Err(refusal));
                 continue;
             }
+            if let Some(key) = key {
+                in_batch.insert(key, rows.len());
+            }
             let (seq, timestamp) = clock.tick();
-            let Pending { room_id, sender_id, sender_name, content, to_agent_id, session_id } = job.message;
+            let Pending { room_id, sender_id, sender_name, content, to_agent_id, session_id, client_msg_id } =
+                job.message;
             rows.push(MessageRow {
                 seq,
                 id: new_id(),
@@ -116,6 +154,7 @@ impl Linkspace {
                 timestamp,
                 removed_by: None,
                 removed_reason: None,
+                client_msg_id,
             });
             accepted.push((job.reply, session_id));
         }
@@ -126,16 +165,40 @@ impl Linkspace {
         let lobby = prune_lobby.then_some((self.lobby_id.as_str(), self.config.lobby.history_limit));
         if let Err(e) = self.store.insert_messages(&rows, lobby).await {
             tracing::error!(error = %e, messages = rows.len(), "committing messages failed");
-            for (reply, _) in accepted {
+            let replies = accepted.into_iter().map(|(reply, _)| reply).chain(repeats.into_iter().map(|(_, r)| r));
+            for reply in replies {
                 let _ = reply.send(Err(ServiceError::CommitFailed));
             }
             return;
         }
-        for (row, (reply, session_id)) in rows.into_iter().zip(accepted) {
-            let result = SendResult { message_id: row.id.clone(), timestamp: row.timestamp, seq: row.seq };
+        let results: Vec<SendResult> = rows
+            .iter()
+            .map(|row| SendResult { message_id: row.id.clone(), timestamp: row.timestamp, seq: row.seq })
+            .collect();
+        for ((row, (reply, session_id)), result) in rows.into_iter().zip(accepted).zip(&results) {
             self.fan_out(row, session_id);
-            let _ = reply.send(Ok(result));
+            let _ = reply.send(Ok(result.clone()));
         }
+        for (row, reply) in repeats {
+            let _ = reply.send(Ok(results[row].clone()));
+        }
+    }
+
+    /// The results of messages already stored under the client ids in `batch`, by
+    /// (sender, client id).
+    async fn sent_earlier(&self, batch: &[Job]) -> StoreResult<HashMap<(String, String), SendResult>> {
+        let ids: Vec<&str> = batch.iter().filter_map(|job| job.message.client_msg_id.as_deref()).collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let found = self.store.sent_with_client_ids(&ids).await?;
+        Ok(found
+            .into_iter()
+            .map(|row| {
+                let result = SendResult { message_id: row.id, timestamp: row.timestamp, seq: row.seq };
+                ((row.sender_id, row.client_msg_id), result)
+            })
+            .collect())
     }
 
     /// Whether the sender may still post there (room messages outside the lobby).

@@ -8,8 +8,15 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::hub::Audience;
 
 impl Pending {
-    fn from_caller(caller: &Caller<'_>, room_id: String, content: String, to_agent_id: Option<String>) -> Pending {
+    fn from_caller(
+        caller: &Caller<'_>,
+        room_id: String,
+        content: String,
+        to_agent_id: Option<String>,
+        client_msg_id: Option<String>,
+    ) -> Pending {
         Pending {
+            client_msg_id,
             room_id,
             sender_id: caller.agent_id().to_owned(),
             sender_name: caller.identity.display_name.clone(),
@@ -26,9 +33,11 @@ impl Linkspace {
         caller: &Caller<'_>,
         room_id: String,
         content: String,
+        client_msg_id: Option<String>,
         enqueued: Option<&Enqueued>,
     ) -> ServiceResult<SendResult> {
         self.check_content(&content)?;
+        check_client_msg_id(client_msg_id.as_deref())?;
         // Refuse early what would be refused at commit, with the error that fits.
         if !self.is_lobby(&room_id) {
             match self.hub.membership(&room_id, caller.agent_id()) {
@@ -44,7 +53,7 @@ impl Linkspace {
                 Some(true) => {}
             }
         }
-        self.committer.commit(Pending::from_caller(caller, room_id, content, None), enqueued).await
+        self.committer.commit(Pending::from_caller(caller, room_id, content, None, client_msg_id), enqueued).await
     }
 
     pub async fn message_dm(
@@ -52,14 +61,18 @@ impl Linkspace {
         caller: &Caller<'_>,
         to_agent_id: String,
         content: String,
+        client_msg_id: Option<String>,
         enqueued: Option<&Enqueued>,
     ) -> ServiceResult<SendResult> {
         self.check_content(&content)?;
+        check_client_msg_id(client_msg_id.as_deref())?;
         if self.store.agent(&to_agent_id).await?.is_none() {
             return Err(ServiceError::AgentNotFound);
         }
         let lobby = self.lobby_id.clone();
-        self.committer.commit(Pending::from_caller(caller, lobby, content, Some(to_agent_id)), enqueued).await
+        self.committer
+            .commit(Pending::from_caller(caller, lobby, content, Some(to_agent_id), client_msg_id), enqueued)
+            .await
     }
 
     pub async fn message_remove(
@@ -124,5 +137,17 @@ impl Linkspace {
             return Err(ServiceError::MessageTooLong(max));
         }
         Ok(())
+    }
+}
+
+/// Longest `clientMsgId` accepted (a UUID is 36).
+const CLIENT_MSG_ID_MAX: usize = 128;
+
+fn check_client_msg_id(id: Option<&str>) -> ServiceResult<()> {
+    match id {
+        Some(id) if id.is_empty() || id.chars().count() > CLIENT_MSG_ID_MAX => {
+            Err(ServiceError::InvalidParams(format!("`clientMsgId` must be 1 to {CLIENT_MSG_ID_MAX} characters")))
+        }
+        _ => Ok(()),
     }
 }

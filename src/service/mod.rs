@@ -17,6 +17,7 @@ mod messages;
 mod rooms;
 mod views;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::config::Config;
 use crate::error::{ServiceError, ServiceResult};
 use crate::hub::{Audience, Hub};
 use crate::keys;
+use crate::limits::Limiter;
 use crate::session::{Identity, Session};
 use crate::store::{AgentRow, RoomRow, Store, StoreResult};
 
@@ -67,6 +69,8 @@ pub struct Linkspace {
     locked: AtomicBool,
     write: Mutex<Clock>,
     committer: commit::Committer,
+    /// Failed `auth` calls by remote address.
+    auth_failures: Limiter<IpAddr>,
 }
 
 /// What opening a linkspace produced.
@@ -133,6 +137,8 @@ impl Linkspace {
             }
         }
         let clock = Clock { last_seq: store.max_seq().await?, last_timestamp: store.max_timestamp().await? };
+        let per_minute = config.limits.auth_failures_per_minute;
+        let auth_failures = Limiter::new(f64::from(per_minute) / 60.0, per_minute);
         let linkspace = Arc::new_cyclic(|this| Linkspace {
             store,
             hub,
@@ -143,6 +149,7 @@ impl Linkspace {
             locked: AtomicBool::new(false),
             write: Mutex::new(clock),
             committer: commit::Committer::start(this.clone()),
+            auth_failures,
         });
         Ok(Opened { linkspace, new_controller_key })
     }

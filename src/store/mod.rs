@@ -432,7 +432,8 @@ impl Store {
                     .bind(&message.sender_name)
                     .bind(&message.content)
                     .bind(&message.to_agent_id)
-                    .bind(message.timestamp);
+                    .bind(message.timestamp)
+                    .bind(&message.client_msg_id);
             }
             query.execute(&mut *tx).await?;
             rest = tail;
@@ -451,6 +452,19 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The stored messages whose client gave one of these ids (of any sender: the
+    /// caller matches senders). One query for a whole commit batch.
+    pub async fn sent_with_client_ids(&self, client_ids: &[&str]) -> StoreResult<Vec<ClientMsgRow>> {
+        let ids = serde_json::Value::from(client_ids.to_vec()).to_string();
+        Ok(sqlx::query_as::<_, ClientMsgRow>(
+            "SELECT client_msg_id, sender_id, id, seq, timestamp FROM messages
+             WHERE client_msg_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(ids)
+        .fetch_all(&self.writer)
+        .await?)
     }
 
     pub async fn message(&self, id: &str) -> StoreResult<Option<MessageRow>> {
@@ -574,9 +588,10 @@ fn insert_messages_sql() -> &'static [String] {
         INSERT_CHUNKS
             .iter()
             .map(|&rows| {
-                let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+                let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
                 format!(
-                    "INSERT INTO messages (seq, id, room_id, sender_id, sender_name, content, to_agent_id, timestamp) \
+                    "INSERT INTO messages (seq, id, room_id, sender_id, sender_name, content, to_agent_id, timestamp, \
+                     client_msg_id) \
                      VALUES {values}"
                 )
             })

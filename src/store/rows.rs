@@ -53,6 +53,19 @@ pub struct MessageRow {
     pub timestamp: i64,
     pub removed_by: Option<String>,
     pub removed_reason: Option<String>,
+    /// Written, never read back with the message (see `Store::sent_with_client_ids`).
+    #[sqlx(default)]
+    pub client_msg_id: Option<String>,
+}
+
+/// A stored message found by the id its client gave it.
+#[derive(Debug, Clone, FromRow)]
+pub struct ClientMsgRow {
+    pub client_msg_id: String,
+    pub sender_id: String,
+    pub id: String,
+    pub seq: i64,
+    pub timestamp: i64,
 }
 
 #[derive(FromRow)]

@@ -62,6 +62,8 @@ from .errors import (
     AlreadyRemovedError,
     DocumentNotFoundError,
     ReadOnlyDocumentError,
+    RateLimitedError,
+    ConnectionLimitError,
 )
 from .types import (
     AgentActionResult,
@@ -188,6 +190,8 @@ __all__ = [
     "AlreadyRemovedError",
     "DocumentNotFoundError",
     "ReadOnlyDocumentError",
+    "RateLimitedError",
+    "ConnectionLimitError",
     "AgentActionResult",
     "AgentBanParams",
     "AgentInfo",

@@ -264,6 +264,13 @@ class BroodLinkClient(BroodLinkClientBase):
             AuthFailedError: 4002 The API key is not valid (unknown, malformed or revoked).
             AgentBannedError: 4004 The agent has been banned and cannot authenticate.
             ForbiddenError: 4003 The caller's role or room ownership does not allow this action.
+            RateLimitedError: 4080 Too many calls: the agent's rate limit (`limits.callsPerSecond`,
+                and `limits.sendsPerSecond` for `message.send` and `message.dm`) or, for `auth`, the
+                limit on failed attempts from one address (`limits.authFailuresPerMinute`). Any
+                method may answer it. `data` is `{"retryAfterMs": <integer>}`: the call would be
+                accepted after that many milliseconds. Nothing was done.
+            ConnectionLimitError: 4081 `auth` would open more connections for this agent than
+                `limits.maxConnectionsPerAgent`. Close another connection of the agent first.
             InvalidParamsError: -32602 A param is missing or invalid.
             BroodLinkConnectionError: Not connected (and not reconnected in time).
             BroodLinkTimeoutError: No response within the request timeout.
@@ -735,7 +742,12 @@ class BroodLinkClient(BroodLinkClientBase):
             params["description"] = description
         return cast(RoomResult, await self._call("room.update", params))
 
-    async def send_message(self, room_id: str, content: str) -> SendResult:
+    async def send_message(
+        self,
+        room_id: str,
+        content: str,
+        client_msg_id: str | None = None,
+    ) -> SendResult:
         """Send a message to a room you are a member of. The result comes after the message
         is committed; the other members' connections receive a `message` event.
 
@@ -744,6 +756,10 @@ class BroodLinkClient(BroodLinkClientBase):
         Args:
             room_id: The room.
             content: The text: 1 to `maxMessageLength` characters (default 8192).
+            client_msg_id: Makes the send idempotent: a second `message.send` or `message.dm` with
+                the same `clientMsgId` from the same agent stores nothing and returns the first
+                message's result. Up to 128 characters; the generated clients set a UUID and reuse
+                it when they retry across a reconnect.
 
         Returns:
             SendResult: Result of `message.send` and `message.dm`: sent only after the message is committed to the database.
@@ -752,14 +768,26 @@ class BroodLinkClient(BroodLinkClientBase):
             RoomNotFoundError: 4010 No live room has this id (or the caller may not see it).
             NotAMemberError: 4011 The caller (or the named agent) is not a member of the room.
             MessageTooLongError: 4050 The content is longer than `maxMessageLength` characters.
+            RateLimitedError: 4080 Too many calls: the agent's rate limit (`limits.callsPerSecond`,
+                and `limits.sendsPerSecond` for `message.send` and `message.dm`) or, for `auth`, the
+                limit on failed attempts from one address (`limits.authFailuresPerMinute`). Any
+                method may answer it. `data` is `{"retryAfterMs": <integer>}`: the call would be
+                accepted after that many milliseconds. Nothing was done.
             InvalidParamsError: -32602 A param is missing or invalid.
             BroodLinkConnectionError: Not connected (and not reconnected in time).
             BroodLinkTimeoutError: No response within the request timeout.
         """
         params: dict[str, Any] = {"roomId": room_id, "content": content}
+        if client_msg_id is not None:
+            params["clientMsgId"] = client_msg_id
         return cast(SendResult, await self._call("message.send", params))
 
-    async def send_dm(self, to_agent_id: str, content: str) -> SendResult:
+    async def send_dm(
+        self,
+        to_agent_id: str,
+        content: str,
+        client_msg_id: str | None = None,
+    ) -> SendResult:
         """Send a direct message. It is stored in the lobby's history with `toAgentId` and
         delivered to the recipient as a `dm` event (now, or never if it is offline: read
         it later with `room.history` on the lobby).
@@ -769,6 +797,7 @@ class BroodLinkClient(BroodLinkClientBase):
         Args:
             to_agent_id: The recipient.
             content: The text: 1 to `maxMessageLength` characters.
+            client_msg_id: Makes the send idempotent, as for `message.send`.
 
         Returns:
             SendResult: Result of `message.send` and `message.dm`: sent only after the message is committed to the database.
@@ -776,11 +805,18 @@ class BroodLinkClient(BroodLinkClientBase):
         Raises:
             AgentNotFoundError: 4020 No agent has this id.
             MessageTooLongError: 4050 The content is longer than `maxMessageLength` characters.
+            RateLimitedError: 4080 Too many calls: the agent's rate limit (`limits.callsPerSecond`,
+                and `limits.sendsPerSecond` for `message.send` and `message.dm`) or, for `auth`, the
+                limit on failed attempts from one address (`limits.authFailuresPerMinute`). Any
+                method may answer it. `data` is `{"retryAfterMs": <integer>}`: the call would be
+                accepted after that many milliseconds. Nothing was done.
             InvalidParamsError: -32602 A param is missing or invalid.
             BroodLinkConnectionError: Not connected (and not reconnected in time).
             BroodLinkTimeoutError: No response within the request timeout.
         """
         params: dict[str, Any] = {"toAgentId": to_agent_id, "content": content}
+        if client_msg_id is not None:
+            params["clientMsgId"] = client_msg_id
         return cast(SendResult, await self._call("message.dm", params))
 
     async def remove_message(self, message_id: str, reason: str | None = None) -> RemoveResult:

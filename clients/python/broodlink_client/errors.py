@@ -35,6 +35,8 @@ __all__ = [
     "AlreadyRemovedError",
     "DocumentNotFoundError",
     "ReadOnlyDocumentError",
+    "RateLimitedError",
+    "ConnectionLimitError",
 ]
 
 
@@ -85,6 +87,15 @@ class ErrorCode(enum.IntEnum):
     DOCUMENT_NOT_FOUND = 4070
     #: Read-Only Document: The document is read-only.
     READ_ONLY_DOCUMENT = 4071
+    #: Rate Limited: Too many calls: the agent's rate limit (`limits.callsPerSecond`, and
+    #: `limits.sendsPerSecond` for `message.send` and `message.dm`) or, for `auth`, the limit on
+    #: failed attempts from one address (`limits.authFailuresPerMinute`). Any method may answer it.
+    #: `data` is `{"retryAfterMs": <integer>}`: the call would be accepted after that many
+    #: milliseconds. Nothing was done.
+    RATE_LIMITED = 4080
+    #: Connection Limit: `auth` would open more connections for this agent than
+    #: `limits.maxConnectionsPerAgent`. Close another connection of the agent first.
+    CONNECTION_LIMIT = 4081
 
 
 class ParseError(BroodLinkError):
@@ -258,6 +269,29 @@ class ReadOnlyDocumentError(BroodLinkError):
     DEFAULT_MESSAGE: ClassVar[str] = "Cannot update a static document"
 
 
+class RateLimitedError(BroodLinkError):
+    """4080 Rate Limited: Too many calls: the agent's rate limit (`limits.callsPerSecond`, and
+    `limits.sendsPerSecond` for `message.send` and `message.dm`) or, for `auth`, the
+    limit on failed attempts from one address (`limits.authFailuresPerMinute`). Any
+    method may answer it. `data` is `{"retryAfterMs": <integer>}`: the call would be
+    accepted after that many milliseconds. Nothing was done.
+    """
+
+    CODE: ClassVar[int | None] = 4080
+    TITLE: ClassVar[str] = "Rate Limited"
+    DEFAULT_MESSAGE: ClassVar[str] = "Rate limit exceeded"
+
+
+class ConnectionLimitError(BroodLinkError):
+    """4081 Connection Limit: `auth` would open more connections for this agent than `limits.maxConnectionsPerAgent`.
+    Close another connection of the agent first.
+    """
+
+    CODE: ClassVar[int | None] = 4081
+    TITLE: ClassVar[str] = "Connection Limit"
+    DEFAULT_MESSAGE: ClassVar[str] = "Too many connections for this agent"
+
+
 #: The error class for each code.
 ERROR_CLASSES: dict[int, type[BroodLinkError]] = {
     -32700: ParseError,
@@ -281,4 +315,6 @@ ERROR_CLASSES: dict[int, type[BroodLinkError]] = {
     4061: AlreadyRemovedError,
     4070: DocumentNotFoundError,
     4071: ReadOnlyDocumentError,
+    4080: RateLimitedError,
+    4081: ConnectionLimitError,
 }

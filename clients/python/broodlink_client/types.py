@@ -249,8 +249,9 @@ class DisconnectedEvent(TypedDict):
     #: Why the connection is being closed.
     reason: str
     #: Whether a client should reconnect by itself: `true` when the server is shutting down (it will
-    #: likely come back), `false` when the agent was kicked, banned or revoked, or its key was
-    #: rotated.
+    #: likely come back) or the connection was cut off as a `"slow consumer"` (its outbound queue
+    #: was full: reconnect and catch up with `room.history` `afterSeq`), `false` when the agent was
+    #: kicked, banned or revoked, its key was rotated, or it did not authenticate in time.
     retry: bool
 
 
@@ -473,6 +474,8 @@ class MessageDmParams(TypedDict):
     toAgentId: str
     #: The text: 1 to `maxMessageLength` characters.
     content: str
+    #: Makes the send idempotent, as for `message.send`.
+    clientMsgId: NotRequired[str | None]
 
 
 class MessageEvent(TypedDict):
@@ -521,6 +524,11 @@ class MessageSendParams(TypedDict):
     roomId: str
     #: The text: 1 to `maxMessageLength` characters (default 8192).
     content: str
+    #: Makes the send idempotent: a second `message.send` or `message.dm` with the same
+    #: `clientMsgId` from the same agent stores nothing and returns the first message's result. Up
+    #: to 128 characters; the generated clients set a UUID and reuse it when they retry across a
+    #: reconnect.
+    clientMsgId: NotRequired[str | None]
 
 
 class MotdResult(TypedDict):

@@ -480,6 +480,13 @@ export interface MessageSendParams {
     roomId: string;
     /** The text: 1 to `maxMessageLength` characters (default 8192). */
     content: string;
+    /**
+     * Makes the send idempotent: a second `message.send` or `message.dm` with the
+     * same `clientMsgId` from the same agent stores nothing and returns the first
+     * message's result. Up to 128 characters; the generated clients set a UUID and
+     * reuse it when they retry across a reconnect.
+     */
+    clientMsgId?: string | null;
 }
 
 /**
@@ -507,6 +514,8 @@ export interface MessageDmParams {
     toAgentId: string;
     /** The text: 1 to `maxMessageLength` characters. */
     content: string;
+    /** Makes the send idempotent, as for `message.send`. */
+    clientMsgId?: string | null;
 }
 
 /**
@@ -787,8 +796,10 @@ export interface DisconnectedEvent {
     reason: string;
     /**
      * Whether a client should reconnect by itself: `true` when the server is shutting
-     * down (it will likely come back), `false` when the agent was kicked, banned or
-     * revoked, or its key was rotated.
+     * down (it will likely come back) or the connection was cut off as a `"slow
+     * consumer"` (its outbound queue was full: reconnect and catch up with
+     * `room.history` `afterSeq`), `false` when the agent was kicked, banned or revoked,
+     * its key was rotated, or it did not authenticate in time.
      */
     retry: boolean;
 }
@@ -957,6 +968,8 @@ export const ErrorCodes = {
     AlreadyRemoved: 4061,
     DocumentNotFound: 4070,
     ReadOnlyDocument: 4071,
+    RateLimited: 4080,
+    ConnectionLimit: 4081,
 } as const;
 
 /** The name of a protocol error code. */
@@ -1175,6 +1188,35 @@ export class ReadOnlyDocumentError extends BroodLinkError {
     }
 }
 
+/**
+ * `4080` Rate Limited: Too many calls: the agent's rate limit (`limits.callsPerSecond`, and
+ * `limits.sendsPerSecond` for `message.send` and `message.dm`) or, for `auth`, the
+ * limit on failed attempts from one address (`limits.authFailuresPerMinute`). Any
+ * method may answer it. `data` is `{"retryAfterMs": <integer>}`: the call would be
+ * accepted after that many milliseconds. Nothing was done.
+ */
+export class RateLimitedError extends BroodLinkError {
+    static readonly code = 4080;
+
+    constructor(message = "Rate limit exceeded", data?: unknown) {
+        super(4080, message, data);
+        this.name = "RateLimitedError";
+    }
+}
+
+/**
+ * `4081` Connection Limit: `auth` would open more connections for this agent than `limits.maxConnectionsPerAgent`.
+ * Close another connection of the agent first.
+ */
+export class ConnectionLimitError extends BroodLinkError {
+    static readonly code = 4081;
+
+    constructor(message = "Too many connections for this agent", data?: unknown) {
+        super(4081, message, data);
+        this.name = "ConnectionLimitError";
+    }
+}
+
 const ERROR_CLASSES: ReadonlyMap<number, new (message?: string, data?: unknown) => BroodLinkError> = new Map<
     number,
     new (message?: string, data?: unknown) => BroodLinkError
@@ -1200,6 +1242,8 @@ const ERROR_CLASSES: ReadonlyMap<number, new (message?: string, data?: unknown) 
     [4061, AlreadyRemovedError],
     [4070, DocumentNotFoundError],
     [4071, ReadOnlyDocumentError],
+    [4080, RateLimitedError],
+    [4081, ConnectionLimitError],
 ]);
 
 /** The error for a response's `{code, message, data}`: the code's class, else a plain `BroodLinkError`. */
@@ -1249,6 +1293,8 @@ export class BroodLinkClient extends BroodLinkClientBase<BroodLinkEvents> {
      * @throws {AuthFailedError} `4002` Auth Failed.
      * @throws {AgentBannedError} `4004` Agent Banned.
      * @throws {ForbiddenError} `4003` Forbidden.
+     * @throws {RateLimitedError} `4080` Rate Limited.
+     * @throws {ConnectionLimitError} `4081` Connection Limit.
      * @throws {InvalidParamsError} `-32602` when a param is invalid.
      * @throws {BroodLinkConnectionError} when not connected, and {BroodLinkTimeoutError} when no answer comes in time.
      */
@@ -1584,15 +1630,17 @@ export class BroodLinkClient extends BroodLinkClientBase<BroodLinkEvents> {
      *
      * @param roomId The room.
      * @param content The text: 1 to `maxMessageLength` characters (default 8192).
+     * @param clientMsgId Makes the send idempotent: a second `message.send` or `message.dm` with the same `clientMsgId` from the same agent stores nothing and returns the first message's result. Up to 128 characters; the generated clients set a UUID and reuse it when they retry across a reconnect.
      * @returns The `SendResult`.
      * @throws {RoomNotFoundError} `4010` Room Not Found.
      * @throws {NotAMemberError} `4011` Not A Member.
      * @throws {MessageTooLongError} `4050` Message Too Long.
+     * @throws {RateLimitedError} `4080` Rate Limited.
      * @throws {InvalidParamsError} `-32602` when a param is invalid.
      * @throws {BroodLinkConnectionError} when not connected, and {BroodLinkTimeoutError} when no answer comes in time.
      */
-    async sendMessage(roomId: string, content: string): Promise<SendResult> {
-        return this.call<SendResult>("message.send", { roomId, content });
+    async sendMessage(roomId: string, content: string, clientMsgId?: string | null): Promise<SendResult> {
+        return this.call<SendResult>("message.send", { roomId, content, clientMsgId });
     }
 
     /**
@@ -1604,14 +1652,16 @@ export class BroodLinkClient extends BroodLinkClientBase<BroodLinkEvents> {
      *
      * @param toAgentId The recipient.
      * @param content The text: 1 to `maxMessageLength` characters.
+     * @param clientMsgId Makes the send idempotent, as for `message.send`.
      * @returns The `SendResult`.
      * @throws {AgentNotFoundError} `4020` Agent Not Found.
      * @throws {MessageTooLongError} `4050` Message Too Long.
+     * @throws {RateLimitedError} `4080` Rate Limited.
      * @throws {InvalidParamsError} `-32602` when a param is invalid.
      * @throws {BroodLinkConnectionError} when not connected, and {BroodLinkTimeoutError} when no answer comes in time.
      */
-    async sendDm(toAgentId: string, content: string): Promise<SendResult> {
-        return this.call<SendResult>("message.dm", { toAgentId, content });
+    async sendDm(toAgentId: string, content: string, clientMsgId?: string | null): Promise<SendResult> {
+        return this.call<SendResult>("message.dm", { toAgentId, content, clientMsgId });
     }
 
     /**
