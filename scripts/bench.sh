@@ -10,7 +10,13 @@ cargo build --release --locked --bin broodlink >&2
 bin=target/release/broodlink
 dir=$(mktemp -d)
 port=18899
-printf '{ "host": "127.0.0.1", "port": %s, "synchronous": "%s", "maxRooms": 10000 }\n' "$port" "$sync" > "$dir/broodlink.json"
+# Rate and per-agent connection limits off: the load is the point (100 agents × 100
+# connections in `connections`, hundreds of sends per second per agent in `send`).
+cat > "$dir/broodlink.json" <<JSON
+{ "host": "127.0.0.1", "port": $port, "synchronous": "$sync", "maxRooms": 10000,
+  "limits": { "callsPerSecond": 0, "sendsPerSecond": 0, "authFailuresPerMinute": 0,
+              "maxConnectionsPerAgent": 1000 } }
+JSON
 key=$("$bin" --data-dir "$dir" serve | grep -o 'bl_k_ctrl_[0-9a-f]*' | head -1)
 trap '"$bin" --data-dir "$dir" stop --force >/dev/null; rm -rf "$dir"' EXIT
 bench() { "$bin" --data-dir "$dir" bench --url "ws://127.0.0.1:$port" --controller-key "$key" --json "$@"; }

@@ -36,7 +36,7 @@ pub enum BenchError {
     Closed { method: &'static str, reason: String },
     #[error("`{method}` got no answer within {timeout:?}")]
     Timeout { method: &'static str, timeout: Duration },
-    #[error("`{method}` failed: error {code}: {message}")]
+    #[error("`{method}` failed: error {code}: {message}{}", limit_hint(*code))]
     Rpc { method: &'static str, code: i64, message: String },
     #[error("`{method}` returned an unexpected result: {source}")]
     Decode {
@@ -52,6 +52,15 @@ pub enum BenchError {
     },
     #[error("interrupted")]
     Interrupted,
+}
+
+/// What to change when the server's own protections throttle the load.
+fn limit_hint(code: i64) -> &'static str {
+    match code {
+        4080 => " (the server's rate limits throttle this load: for a benchmark, set limits.callsPerSecond and limits.sendsPerSecond to 0 in its broodlink.json)",
+        4081 => " (raise limits.maxConnectionsPerAgent in the server's broodlink.json, or spread the connections over more --agents)",
+        _ => "",
+    }
 }
 
 impl BenchError {
