@@ -78,7 +78,7 @@ pub fn background(instance: &Instance, net: &NetOverrides, log_format: LogFormat
     let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     // The set-up below (e.g. importing an edited CONSTITUTION.md) belongs in the log too.
     if let Ok(writer) = log.try_clone() {
-        init_logging_to(log_format, std::sync::Mutex::new(writer));
+        init_logging_to(log_format, std::sync::Mutex::new(writer), false);
     }
 
     // The controller is created here, in the foreground, so the person sees its key.
@@ -196,26 +196,34 @@ pub(super) fn url_for(config: &Config) -> String {
 fn init_logging(format: LogFormat) {
     // Colours only on a terminal: a background server's stderr is the log file.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    init_logging_to(format, std::io::stderr, ansi);
 }
 
-fn init_logging_to<W>(format: LogFormat, writer: W)
+fn init_logging_to<W>(format: LogFormat, writer: W, ansi: bool)
 where
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
-    let builder = tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(writer).with_ansi(false);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    use tracing_subscriber::prelude::*;
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi);
+    let layer = match format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().boxed(),
     };
+    let _ = tracing_subscriber::registry().with(log_filter()).with(no_frame_logs()).with(layer).try_init();
 }
 
 fn log_filter() -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
+/// The WebSocket and JSON-RPC libraries log whole frames and params at debug and trace
+/// level, `auth` keys and `agent.invite` results among them. Whatever `RUST_LOG` asks,
+/// they log at most `info`, so no level of logging ever writes a key.
+fn no_frame_logs() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    const FRAME_LOGGERS: [&str; 3] = ["tungstenite", "tokio_tungstenite", "jsonrpsee"];
+    tracing_subscriber::filter::filter_fn(|meta| {
+        *meta.level() <= tracing::Level::INFO || !FRAME_LOGGERS.iter().any(|target| meta.target().starts_with(target))
+    })
 }
 
 async fn shutdown_signal() {
