@@ -205,11 +205,16 @@ impl Session {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Resolves once the server has decided to close this connection.
+    /// Resolves once the server has decided to close this connection, or its writer
+    /// has ended (the socket failed or a write timed out): either way nothing more
+    /// reaches the client, so the connection must not stay registered.
     pub async fn closed(&self) {
         if self.is_closed() {
             return;
         }
-        self.close_signal.notified().await;
+        tokio::select! {
+            _ = self.close_signal.notified() => {}
+            _ = self.outbound.closed() => self.close_now(),
+        }
     }
 }

@@ -30,17 +30,20 @@ impl Linkspace {
         let display_name = display_name.map(|n| check_text("displayName", &n, NAME_MAX)).transpose()?;
         let key_hash = keys::hash(&api_key);
 
-        // Under the write lock, so a concurrent ban or revoke cannot slip between the
-        // key check and the connection going live.
+        // A wrong key is refused before the write lock: guessing keys must not slow
+        // down everyone else's commits.
+        if self.store.agent_by_key_hash(&key_hash).await?.is_none() {
+            let _ = self.auth_failures.take(&address);
+            return Err(ServiceError::AuthFailed);
+        }
+        // Again under the write lock, so a concurrent ban or revoke cannot slip between
+        // the key check and the connection going live.
         let motd = self.store.setting(super::lobby::MOTD).await?;
         let _guard = self.write().await;
         if session.is_closed() {
             return Err(ServiceError::Forbidden("this connection is being closed"));
         }
-        let Some(agent) = self.store.agent_by_key_hash(&key_hash).await? else {
-            let _ = self.auth_failures.take(&address);
-            return Err(ServiceError::AuthFailed);
-        };
+        let agent = self.store.agent_by_key_hash(&key_hash).await?.ok_or(ServiceError::AuthFailed)?;
         if agent.banned {
             return Err(ServiceError::Banned);
         }
