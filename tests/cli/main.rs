@@ -4,6 +4,7 @@
 
 #[path = "../server/harness.rs"]
 mod harness;
+mod keys;
 
 use std::io::Read;
 use std::net::TcpListener;
