@@ -13,6 +13,12 @@ use serde_json::{Map, Value};
 /// Where shared types live in the OpenRPC document.
 pub const COMPONENTS: &str = "/components/schemas";
 
+/// The param that makes a call idempotent: a method whose params include it may be sent
+/// again with the same value and the server does it at most once. The generated clients
+/// fill it with a fresh UUID when the caller leaves it out, and re-send such a call with
+/// the same value after a reconnect instead of failing it.
+pub const IDEMPOTENCY_KEY: &str = "clientMsgId";
+
 /// A reference to a type, as used by fields, params and results.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", content = "of", rename_all = "camelCase")]
@@ -84,6 +90,8 @@ pub struct Method {
     pub params: Vec<Field>,
     pub result_type: String,
     pub errors: Vec<ErrorInfo>,
+    /// Whether the params include the optional string [`IDEMPOTENCY_KEY`].
+    pub idempotent: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,7 +136,9 @@ impl Protocol {
                     TypeKind::Object { fields } => fields,
                     TypeKind::StringEnum { .. } => panic!("params of {} are not an object", spec.name),
                 };
+                let idempotent = params.iter().any(|p| is_idempotency_key(spec.name, p));
                 Method {
+                    idempotent,
                     name: spec.name.into(),
                     client_name: spec.rust_name.into(),
                     doc: clean_doc(spec.doc),
@@ -169,6 +179,38 @@ impl Protocol {
     pub fn type_def(&self, name: &str) -> Option<&TypeDef> {
         self.types.iter().find(|t| t.name == name)
     }
+
+    /// The wire names of the methods that take an [`IDEMPOTENCY_KEY`], in protocol order.
+    pub fn idempotent_methods(&self) -> Vec<String> {
+        self.methods.iter().filter(|m| m.idempotent).map(|m| m.name.clone()).collect()
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+pub fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// Whether `param` is the idempotency key; panics if it is named so but is not an optional
+/// string (the clients fill it in, so the caller must be allowed to leave it out).
+fn is_idempotency_key(method: &str, param: &Field) -> bool {
+    if param.name != IDEMPOTENCY_KEY {
+        return false;
+    }
+    let string = match &param.ty {
+        TypeRef::String => true,
+        TypeRef::Nullable(inner) => **inner == TypeRef::String,
+        _ => false,
+    };
+    assert!(
+        string && !param.required,
+        "`{IDEMPOTENCY_KEY}` of {method} must be an optional string: the generated clients fill it in"
+    );
+    true
 }
 
 /// A schema generator whose shared definitions live at [`COMPONENTS`].
@@ -359,4 +401,34 @@ fn field_always_sent(field: &Field) -> bool {
 /// Types in a stable order: by name.
 pub fn sorted_types(protocol: &Protocol) -> BTreeMap<&str, &TypeDef> {
     protocol.types.iter().map(|t| (t.name.as_str(), t)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The clients fill in and re-send exactly the sends: the methods declaring `clientMsgId`.
+    #[test]
+    fn the_sends_are_the_idempotent_methods() {
+        assert_eq!(Protocol::build().idempotent_methods(), ["message.send", "message.dm"]);
+    }
+
+    #[test]
+    fn an_idempotency_key_must_be_an_optional_string() {
+        let field =
+            |ty: TypeRef, required: bool| Field { name: IDEMPOTENCY_KEY.into(), doc: String::new(), ty, required };
+        assert!(is_idempotency_key("m", &field(TypeRef::Nullable(Box::new(TypeRef::String)), false)));
+        assert!(!is_idempotency_key("m", &Field { name: "roomId".into(), ..field(TypeRef::String, true) }));
+        assert!(std::panic::catch_unwind(|| is_idempotency_key("m", &field(TypeRef::String, true))).is_err());
+        assert!(std::panic::catch_unwind(|| is_idempotency_key("m", &field(TypeRef::Integer, false))).is_err());
+    }
+
+    #[test]
+    fn lists() {
+        let items = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(and_list(&items(&[])), "");
+        assert_eq!(and_list(&items(&["a"])), "a");
+        assert_eq!(and_list(&items(&["a", "b"])), "a and b");
+        assert_eq!(and_list(&items(&["a", "b", "c"])), "a, b and c");
+    }
 }

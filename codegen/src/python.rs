@@ -181,6 +181,15 @@ pub fn generate(protocol: &Protocol, tera: &tera::Tera) -> Vec<Output> {
     context.insert("events", &events);
     context.insert("errors", &errors);
     context.insert("client_types", &client_types);
+    context.insert("idempotency_key", ir::IDEMPOTENCY_KEY);
+    context.insert("idempotency_param", &snake(ir::IDEMPOTENCY_KEY));
+    context.insert("idempotent_methods", &protocol.idempotent_methods());
+    let idempotent_calls: Vec<String> = methods
+        .iter()
+        .filter(|m| protocol.idempotent_methods().contains(&m.wire))
+        .map(|m| format!("`{}` (`{}`)", m.name, m.wire))
+        .collect();
+    context.insert("idempotent_calls", &ir::and_list(&idempotent_calls));
     let render = |name: &str| {
         tera.render(name, &context).unwrap_or_else(|e| panic!("rendering the Python client's {name}: {e:?}"))
     };
@@ -293,12 +302,20 @@ fn methods(protocol: &Protocol) -> Vec<PyMethod> {
             raises.push_str("\n    InvalidParamsError: -32602 A param is missing or invalid.");
             raises.push_str("\n    BroodLinkConnectionError: Not connected (and not reconnected in time).");
             raises.push_str("\n    BroodLinkTimeoutError: No response within the request timeout.");
-            let mut doc = format!(
-                "{}\n\nWire method ``{}``; permission: {}.\n",
-                method.doc,
+            let mut doc = method.doc.clone();
+            if method.idempotent {
+                doc.push_str(&format!(
+                    "\n\nWithout ``{key}`` the client sets a fresh UUID. If the connection drops\n\
+                     before the response, the client re-sends the call with the same ``{key}``\n\
+                     once it has reconnected, so it is done once (within the request timeout).",
+                    key = snake(ir::IDEMPOTENCY_KEY)
+                ));
+            }
+            doc.push_str(&format!(
+                "\n\nWire method ``{}``; permission: {}.\n",
                 method.name,
                 permission_text(method.permission)
-            );
+            ));
             if !args_doc.is_empty() {
                 doc.push_str(&format!("\nArgs:{args_doc}\n"));
             }
@@ -514,6 +531,13 @@ mod tests {
         for event in &protocol.events {
             assert!(client.contains(&format!("Literal[\"{}\"]", event.name)), "{}", event.name);
         }
+        let idempotent: Vec<String> = protocol.idempotent_methods().iter().map(|m| format!("{m:?}")).collect();
+        assert!(!idempotent.is_empty());
+        assert!(
+            client.contains(&format!("frozenset({{{}}})", idempotent.join(", "))),
+            "the idempotent methods are not handed to the runtime"
+        );
+        assert!(client.contains(&format!("_IDEMPOTENCY_KEY: ClassVar[str] = {:?}", ir::IDEMPOTENCY_KEY)));
         let errors = file("errors.py");
         for error in &protocol.errors {
             assert!(errors.contains(&format!("ClassVar[int | None] = {}\n", error.code)), "{}", error.code);

@@ -46,6 +46,12 @@ struct Context {
     events: Vec<TsEvent>,
     errors: Vec<TsError>,
     methods: Vec<TsMethod>,
+    /// The param that makes a call idempotent (`clientMsgId`).
+    idempotency_key: &'static str,
+    /// The wire names of the methods that take it.
+    idempotent_methods: Vec<String>,
+    /// For the README: "`sendMessage` (`message.send`) and `sendDm` (`message.dm`)".
+    idempotent_calls: String,
 }
 
 #[derive(Serialize)]
@@ -139,8 +145,22 @@ impl Context {
                 jsdoc: jsdoc(&format!("`{}` {}: {}", e.code, e.title, e.doc), ""),
             })
             .collect();
-        let methods = protocol.methods.iter().map(ts_method).collect();
-        Context { version: protocol.version.clone(), types, events, errors, methods }
+        let methods: Vec<TsMethod> = protocol.methods.iter().map(ts_method).collect();
+        let idempotent_calls: Vec<String> = methods
+            .iter()
+            .filter(|m| protocol.idempotent_methods().contains(&m.wire))
+            .map(|m| format!("`{}` (`{}`)", m.name, m.wire))
+            .collect();
+        Context {
+            version: protocol.version.clone(),
+            types,
+            events,
+            errors,
+            methods,
+            idempotency_key: ir::IDEMPOTENCY_KEY,
+            idempotent_methods: protocol.idempotent_methods(),
+            idempotent_calls: ir::and_list(&idempotent_calls),
+        }
     }
 }
 
@@ -206,6 +226,14 @@ fn ts_method(method: &ir::Method) -> TsMethod {
     };
 
     let mut doc = method.doc.clone();
+    if method.idempotent {
+        doc.push_str(&format!(
+            "\n\nWithout `{key}` the client sets a fresh UUID. If the connection drops before the\n\
+             answer, the client re-sends the call with the same `{key}` once it has reconnected,\n\
+             so it is done once (within `requestTimeout`).",
+            key = identifier(ir::IDEMPOTENCY_KEY)
+        ));
+    }
     doc.push_str(&format!("\n\nCalls `{}`. Permission: {}.", method.name, permission_text(method.permission)));
     doc.push('\n');
     for p in &ordered {
@@ -392,6 +420,12 @@ mod tests {
         for event in &protocol.events {
             assert!(client.contains(&format!("    {:?}: {};", event.name, event.payload_type)), "event {}", event.name);
         }
+        let idempotent: Vec<String> = protocol.idempotent_methods().iter().map(|m| format!("{m:?}")).collect();
+        assert!(!idempotent.is_empty());
+        assert!(
+            client.contains(&format!("new Set<string>([{}])", idempotent.join(", "))),
+            "the idempotent methods are not handed to the runtime"
+        );
         for error in &protocol.errors {
             assert!(client.contains(&format!("export class {} extends BroodLinkError", error_class(&error.ident))));
             assert!(client.contains(&format!("{}: {},", error.ident, error.code)));

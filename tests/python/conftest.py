@@ -117,6 +117,90 @@ def own_server(tmp_path: Path) -> Iterator[Server]:
     server.stop(signal.SIGKILL)
 
 
+class Proxy:
+    """A TCP proxy in front of a server, for losing a frame on purpose: it can stop
+    forwarding either direction (the bytes are dropped), cut every connection through it
+    abruptly, and refuse new connections."""
+
+    def __init__(self, upstream: Server) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self.url = ""
+        #: Drop what clients send (requests never reach the server).
+        self.drop_requests = False
+        #: Drop what the server sends (responses and events never reach the client).
+        self.drop_responses = False
+        #: Close new connections at once.
+        self.refuse = False
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> Proxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        self.url = f"ws://127.0.0.1:{self.port}"
+        return self
+
+    def cut(self) -> None:
+        """Aborts every connection through the proxy (both sides see a reset, no close frame)."""
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refuse:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream.port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.connections += 1
+        self._writers.update((writer, up_writer))
+        pumps = [
+            asyncio.create_task(self._pump(reader, up_writer, lambda: self.drop_requests)),
+            asyncio.create_task(self._pump(up_reader, writer, lambda: self.drop_responses)),
+        ]
+        self._tasks.update(pumps)
+        await asyncio.gather(*pumps, return_exceptions=True)
+        self._tasks.difference_update(pumps)
+        for w in (writer, up_writer):
+            self._writers.discard(w)
+            w.transport.abort()
+
+    @staticmethod
+    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, dropping: Callable[[], bool]) -> None:
+        try:
+            while data := await source.read(65536):
+                if not dropping() and not sink.transport.is_closing():
+                    sink.write(data)
+                    await sink.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            sink.transport.abort()
+
+
+@pytest_asyncio.fixture
+async def proxy(server: Server) -> AsyncIterator[Proxy]:
+    """A proxy in front of the shared server."""
+    proxy = await Proxy(server).start()
+    yield proxy
+    await proxy.close()
+
+
 
 
 @pytest_asyncio.fixture

@@ -21,6 +21,7 @@ from broodlink_client import (
     BroodLinkClient,
     BroodLinkError,
     CannotModifyLobbyError,
+    ConnectionLimitError,
     DocumentNotFoundError,
     ErrorCode,
     ForbiddenError,
@@ -33,6 +34,7 @@ from broodlink_client import (
     NotAMemberError,
     NotInvitedError,
     ParseError,
+    RateLimitedError,
     ReadOnlyDocumentError,
     RoomLimitError,
     RoomNotFoundError,
@@ -123,6 +125,19 @@ async def test_each_error_code_raises_its_class(server: Server, clients: Clients
     finally:
         small.stop()
 
+    # Rate and connection limits, on a server with tiny ones.
+    limits = {"sendsPerSecond": 0.5, "sendBurst": 1, "maxConnectionsPerAgent": 1}
+    limited = start_server(tmp_path / "limited", {"limits": limits})
+    try:
+        async with BroodLinkClient(url=limited.url, api_key=limited.controller_key) as client:
+            await client.send_message(client.lobby_id, "within the burst")
+            rate_limited = await expect(RateLimitedError, client.send_message(client.lobby_id, "one too many"))
+            assert rate_limited.data == {"retryAfterMs": rate_limited.retry_after_ms}
+            assert rate_limited.retry_after_ms is not None and 0 < rate_limited.retry_after_ms <= 2000
+            await expect(ConnectionLimitError, BroodLinkClient(url=limited.url, api_key=limited.controller_key).connect())
+    finally:
+        limited.stop()
+
     assert set(raised) == {int(code) for code in ErrorCode}
     assert set(ERROR_CLASSES) == {int(code) for code in ErrorCode}
 
@@ -135,6 +150,8 @@ def test_error_classes() -> None:
         assert type(error) is error_class
         assert (error.code, error.message, error.data) == (code, "m", [1])
         assert str(error) == f"m ({code})"
+    assert BroodLinkError.from_payload({"code": 4080, "message": "m", "data": {"retryAfterMs": 250}}).retry_after_ms == 250
+    assert BroodLinkError.from_payload({"code": 4080, "message": "m"}).retry_after_ms is None
     unknown = BroodLinkError.from_payload({"code": 4999, "message": "new"})
     assert type(unknown) is BroodLinkError and unknown.code == 4999
     assert ErrorCode.ROOM_NOT_FOUND == 4010 and RoomNotFoundError.TITLE == "Room Not Found"

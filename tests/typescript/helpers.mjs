@@ -3,7 +3,7 @@
 
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -149,4 +149,67 @@ export function recorder(client) {
         events,
         of: (name) => events.filter((e) => e.name === name).map((e) => e.event),
     };
+}
+
+/**
+ * A TCP proxy in front of a server, for losing a frame on purpose: it can drop what clients
+ * send (`dropRequests`) or what the server sends (`dropResponses`), `cut()` every connection
+ * through it abruptly, and `refuse` new connections.
+ */
+export class Proxy {
+    constructor(target) {
+        this.target = target;
+        this.dropRequests = false;
+        this.dropResponses = false;
+        this.refuse = false;
+        this.connections = 0;
+        this.sockets = new Set();
+        this.server = undefined;
+        this.url = undefined;
+    }
+
+    async start() {
+        this.server = createServer((downstream) => {
+            if (this.refuse) {
+                downstream.resetAndDestroy();
+                return;
+            }
+            this.connections += 1;
+            const upstream = connect(this.target.port, "127.0.0.1");
+            this.sockets.add(downstream);
+            this.sockets.add(upstream);
+            downstream.on("data", (data) => {
+                if (!this.dropRequests) upstream.write(data);
+            });
+            upstream.on("data", (data) => {
+                if (!this.dropResponses) downstream.write(data);
+            });
+            const end = () => {
+                for (const socket of [downstream, upstream]) {
+                    this.sockets.delete(socket);
+                    socket.destroy();
+                }
+            };
+            for (const socket of [downstream, upstream]) {
+                socket.on("close", end);
+                socket.on("error", end);
+            }
+        });
+        await new Promise((resolve) => this.server.listen(0, "127.0.0.1", resolve));
+        this.url = `ws://127.0.0.1:${this.server.address().port}`;
+        return this;
+    }
+
+    /** Resets every connection through the proxy (no close frame: the sockets just die). */
+    cut() {
+        for (const socket of this.sockets) {
+            socket.resetAndDestroy();
+        }
+        this.sockets.clear();
+    }
+
+    async close() {
+        this.cut();
+        await new Promise((resolve) => this.server.close(resolve));
+    }
 }

@@ -8,7 +8,7 @@ hand-written runtime (``_runtime.py``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, cast, overload
+from typing import Any, ClassVar, Literal, cast, overload
 
 from ._runtime import BroodLinkClientBase, CatchAllHandler, ReconnectedHandler
 from .types import (
@@ -162,6 +162,11 @@ class BroodLinkClient(BroodLinkClientBase):
     the ``@client.on(name)`` decorator (``"*"`` receives every event as ``(name, payload)``;
     ``"reconnected"`` fires after an automatic reconnect).
     """
+
+    #: The methods that take ``clientMsgId``: the runtime gives a call of one a fresh
+    #: UUID when the caller passes none, and re-sends it with the same id after a reconnect.
+    _IDEMPOTENT_METHODS: ClassVar[frozenset[str]] = frozenset({"message.send", "message.dm"})
+    _IDEMPOTENCY_KEY: ClassVar[str] = "clientMsgId"
 
     @overload
     def on(self, event: Literal["*"]) -> Callable[[CatchAllHandler], CatchAllHandler]: ...
@@ -751,6 +756,10 @@ class BroodLinkClient(BroodLinkClientBase):
         """Send a message to a room you are a member of. The result comes after the message
         is committed; the other members' connections receive a `message` event.
 
+        Without ``client_msg_id`` the client sets a fresh UUID. If the connection drops
+        before the response, the client re-sends the call with the same ``client_msg_id``
+        once it has reconnected, so it is done once (within the request timeout).
+
         Wire method ``message.send``; permission: any authenticated agent.
 
         Args:
@@ -791,6 +800,10 @@ class BroodLinkClient(BroodLinkClientBase):
         """Send a direct message. It is stored in the lobby's history with `toAgentId` and
         delivered to the recipient as a `dm` event (now, or never if it is offline: read
         it later with `room.history` on the lobby).
+
+        Without ``client_msg_id`` the client sets a fresh UUID. If the connection drops
+        before the response, the client re-sends the call with the same ``client_msg_id``
+        once it has reconnected, so it is done once (within the request timeout).
 
         Wire method ``message.dm``; permission: any authenticated agent.
 

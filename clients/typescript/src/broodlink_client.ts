@@ -1256,6 +1256,15 @@ export function errorFromCode(code: number, message: string, data?: unknown): Br
 // Client
 // ---------------------------------------------------------------------------------------
 
+/** The param that makes a call idempotent: the server does a call with a given value once. */
+export const IDEMPOTENCY_KEY = "clientMsgId";
+
+/**
+ * The methods that take `IDEMPOTENCY_KEY`: the client gives a call of one a fresh UUID when
+ * the caller passes none, and re-sends it with the same id after a reconnect.
+ */
+export const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set<string>(["message.send", "message.dm"]);
+
 /**
  * A BroodLink client: one typed method per RPC method, typed event handlers, auto-reconnect.
  *
@@ -1277,6 +1286,10 @@ export class BroodLinkClient extends BroodLinkClientBase<BroodLinkEvents> {
 
     protected errorFor(code: number, message: string, data: unknown): BroodLinkError {
         return errorFromCode(code, message, data);
+    }
+
+    protected idempotencyKey(method: string): string | undefined {
+        return IDEMPOTENT_METHODS.has(method) ? IDEMPOTENCY_KEY : undefined;
     }
 
     /**
@@ -1626,6 +1639,10 @@ export class BroodLinkClient extends BroodLinkClientBase<BroodLinkEvents> {
      * Send a message to a room you are a member of. The result comes after the message
      * is committed; the other members' connections receive a `message` event.
      *
+     * Without `clientMsgId` the client sets a fresh UUID. If the connection drops before the
+     * answer, the client re-sends the call with the same `clientMsgId` once it has reconnected,
+     * so it is done once (within `requestTimeout`).
+     *
      * Calls `message.send`. Permission: any authenticated agent.
      *
      * @param roomId The room.
@@ -1647,6 +1664,10 @@ export class BroodLinkClient extends BroodLinkClientBase<BroodLinkEvents> {
      * Send a direct message. It is stored in the lobby's history with `toAgentId` and
      * delivered to the recipient as a `dm` event (now, or never if it is offline: read
      * it later with `room.history` on the lobby).
+     *
+     * Without `clientMsgId` the client sets a fresh UUID. If the connection drops before the
+     * answer, the client re-sends the call with the same `clientMsgId` once it has reconnected,
+     * so it is done once (within `requestTimeout`).
      *
      * Calls `message.dm`. Permission: any authenticated agent.
      *

@@ -1,5 +1,7 @@
 // The hand-written part of the BroodLink TypeScript client: the connection, `auth`,
-// request/response matching, timeouts, event dispatch and auto-reconnect with catch-up.
+// request/response matching, timeouts, event dispatch, auto-reconnect with catch-up, and
+// re-sending idempotent calls (those carrying a `clientMsgId`) a dropped connection left
+// without an answer.
 // Everything protocol-specific (types, the event map, error classes, one method per RPC
 // method) is generated into broodlink_client.ts. `cargo xtask codegen` copies this file
 // verbatim from codegen/templates/typescript/runtime.ts: edit it there.
@@ -76,6 +78,15 @@ export class BroodLinkError extends Error {
         this.code = code;
         this.data = data;
     }
+
+    /**
+     * For `4080` Rate Limited: after how many milliseconds the call would be accepted
+     * (`data.retryAfterMs`); `undefined` when the error does not say.
+     */
+    get retryAfterMs(): number | undefined {
+        const value = isRecord(this.data) ? this.data["retryAfterMs"] : undefined;
+        return typeof value === "number" ? value : undefined;
+    }
 }
 
 /** Not connected, connection lost, or the client was closed. */
@@ -86,7 +97,10 @@ export class BroodLinkConnectionError extends Error {
     }
 }
 
-/** A call got no answer within `requestTimeout`. */
+/**
+ * A call got no answer within `requestTimeout`. The server may still have done it: a
+ * `sendMessage`/`sendDm` retried with the same `clientMsgId` is done at most once.
+ */
 export class BroodLinkTimeoutError extends Error {
     constructor(message: string) {
         super(message);
@@ -100,6 +114,13 @@ type AnyHandler = (...args: unknown[]) => void | Promise<void>;
 
 interface Pending {
     method: string;
+    params: object;
+    /**
+     * The call is idempotent (it carries its idempotency key): when the connection drops
+     * before the answer, it waits for the reconnect and is re-sent with the same params
+     * instead of failing.
+     */
+    resend: boolean;
     resolve: (value: unknown) => void;
     reject: (error: Error) => void;
     timer: Timer;
@@ -126,6 +147,32 @@ function env(name: string): string | undefined {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
     return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+interface CryptoLike {
+    randomUUID?: () => string;
+    getRandomValues?: (array: Uint8Array) => Uint8Array;
+}
+
+/** A random (version 4) UUID: Web Crypto in browsers and Node 19+, `node:crypto` in Node 18. */
+async function randomUuid(): Promise<string> {
+    const webCrypto = (globalThis as { crypto?: CryptoLike }).crypto;
+    if (typeof webCrypto?.randomUUID === "function") {
+        return webCrypto.randomUUID();
+    }
+    if (typeof webCrypto?.getRandomValues === "function") {
+        // Pages served over plain http have getRandomValues but not randomUUID.
+        const bytes = webCrypto.getRandomValues(new Uint8Array(16));
+        bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x40;
+        bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80;
+        const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+        return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+    }
+    // Node 18 has neither global: use its module (named through a variable, so bundlers for
+    // browsers do not try to resolve it).
+    const nodeModule = "node:crypto";
+    const nodeCrypto = (await import(nodeModule)) as { randomUUID: () => string };
+    return nodeCrypto.randomUUID();
 }
 
 /**
@@ -164,6 +211,11 @@ export abstract class BroodLinkClientBase<E extends ClientEvents> {
     private connecting: Promise<AuthResult> | null = null;
     private nextId = 1;
     private readonly pending = new Map<number, Pending>();
+    /**
+     * Idempotent calls the last connection lost before their answers, in the order they
+     * were sent: re-sent after the reconnect (see `resendOutbox`).
+     */
+    private readonly outbox = new Set<Pending>();
     private readonly waiters = new Set<Waiter>();
     private readonly handlers = new Map<string, Set<AnyHandler>>();
     /** Why the connection ended for good (shown in errors). */
@@ -202,6 +254,14 @@ export abstract class BroodLinkClientBase<E extends ClientEvents> {
 
     /** Turns an error response into the matching `BroodLinkError` subclass. */
     protected abstract errorFor(code: number, message: string, data: unknown): BroodLinkError;
+
+    /**
+     * The name of the param that makes a call of `method` idempotent (`clientMsgId`), or
+     * `undefined` if it has none; generated from the protocol. `call` fills that param with
+     * a fresh UUID when the caller gives none, and such a call survives a reconnect: it is
+     * re-sent with the same value, so the server does it once.
+     */
+    protected abstract idempotencyKey(method: string): string | undefined;
 
     /** Whether the client is connected and authenticated right now. */
     get connected(): boolean {
@@ -266,6 +326,7 @@ export abstract class BroodLinkClientBase<E extends ClientEvents> {
         this.cancelSleep();
         const error = new BroodLinkConnectionError("the client was closed");
         this.rejectPending(error);
+        this.rejectOutbox(error);
         this.rejectWaiters(error);
         const socket = this.socket;
         this.socket = null;
@@ -319,10 +380,16 @@ export abstract class BroodLinkClientBase<E extends ClientEvents> {
     /**
      * Calls a method by its wire name. The generated methods (`listRooms`, `sendMessage`,
      * …) call this. While the client reconnects, the call waits for the connection, up to
-     * `requestTimeout` in all.
+     * `requestTimeout` in all. A call of an idempotent method (`message.send`, `message.dm`)
+     * gets a fresh UUID as its `clientMsgId` unless it has one, and if the connection drops
+     * before the answer it is re-sent with that id after the reconnect.
      */
     async call<T>(method: string, params: object = {}): Promise<T> {
         const deadline = Date.now() + this.requestTimeout;
+        const key = this.idempotencyKey(method);
+        if (key !== undefined && (params as Record<string, unknown>)[key] == null) {
+            params = { ...params, [key]: await randomUuid() };
+        }
         if (this.state !== "open") {
             await this.waitForConnection(method, deadline);
         }
@@ -330,7 +397,7 @@ export abstract class BroodLinkClientBase<E extends ClientEvents> {
         if (socket === null) {
             throw new BroodLinkConnectionError(`cannot call ${method}: not connected`);
         }
-        const result = await this.send(socket, method, params, deadline);
+        const result = await this.send(socket, method, params, deadline, key !== undefined);
         await this.track(method, params, result);
         return result as T;
     }
@@ -428,7 +495,8 @@ export abstract class BroodLinkClientBase<E extends ClientEvents> {
         }
         this.socket = null;
         const why = `connection lost (WebSocket close ${code}${reason ? `: ${reason}` : ""})`;
-        this.rejectPending(new BroodLinkConnectionError(why));
+        const willReconnect = this.state === "open" && this.autoReconnect && !this.stayDisconnected;
+        this.rejectPending(new BroodLinkConnectionError(why), willReconnect);
         if (this.state !== "open") {
             // connect() or the reconnect loop sees its own calls fail and handles it.
             return;
@@ -462,6 +530,9 @@ export abstract class BroodLinkClientBase<E extends ClientEvents> {
                 this.buffered = [];
                 await this.openAndAuth();
                 const rooms = await this.rejoin();
+                // Before catching up, so the messages this client sent are known as its own
+                // and not delivered to its handlers as missed ones.
+                await this.resendOutbox();
                 const missed = await this.catchUp();
                 const socket = this.socket;
                 if (this.state !== "reconnecting" || socket === null || socket.readyState !== OPEN) {
@@ -494,6 +565,7 @@ export abstract class BroodLinkClientBase<E extends ClientEvents> {
         this.state = "closed";
         this.closeReason = reason;
         this.rejectWaiters(error ?? new BroodLinkConnectionError(`not connected: ${reason}`));
+        this.rejectOutbox(new BroodLinkConnectionError(`not connected: ${reason}`));
     }
 
     private sleep(ms: number): Promise<void> {
@@ -562,30 +634,91 @@ export abstract class BroodLinkClientBase<E extends ClientEvents> {
 
     // ---- requests ----
 
-    private send(socket: WebSocketLike, method: string, params: object, deadline: number): Promise<unknown> {
+    private send(socket: WebSocketLike, method: string, params: object, deadline: number, resend = false): Promise<unknown> {
         return new Promise<unknown>((resolve, reject) => {
             const id = this.nextId++;
-            const timer = setTimeout(() => {
-                this.pending.delete(id);
-                reject(new BroodLinkTimeoutError(`${method} got no answer within ${this.requestTimeout} ms`));
-            }, Math.max(0, deadline - Date.now()));
-            this.pending.set(id, { method, resolve, reject, timer });
+            const call: Pending = {
+                method,
+                params,
+                resend,
+                resolve,
+                reject,
+                timer: setTimeout(() => {
+                    this.pending.delete(id);
+                    this.outbox.delete(call);
+                    reject(new BroodLinkTimeoutError(`${method} got no answer within ${this.requestTimeout} ms`));
+                }, Math.max(0, deadline - Date.now())),
+            };
+            this.pending.set(id, call);
             try {
                 socket.send(JSON.stringify({ jsonrpc: "2.0", id, method, params }));
             } catch (error) {
-                clearTimeout(timer);
+                clearTimeout(call.timer);
                 this.pending.delete(id);
                 reject(new BroodLinkConnectionError(`cannot send ${method}: ${String(error)}`));
             }
         });
     }
 
-    private rejectPending(error: Error): void {
+    /** Fails the calls waiting for an answer; with `keepResendable`, the idempotent ones move to the outbox instead. */
+    private rejectPending(error: Error, keepResendable = false): void {
         const pending = [...this.pending.values()];
         this.pending.clear();
         for (const call of pending) {
+            if (keepResendable && call.resend) {
+                this.outbox.add(call); // its timer keeps running: the caller's deadline
+                continue;
+            }
             clearTimeout(call.timer);
             call.reject(error);
+        }
+    }
+
+    /** Fails the calls waiting to be re-sent (the client closed or stopped reconnecting). */
+    private rejectOutbox(error: Error): void {
+        const outbox = [...this.outbox];
+        this.outbox.clear();
+        for (const call of outbox) {
+            clearTimeout(call.timer);
+            call.reject(error);
+        }
+    }
+
+    /**
+     * Re-sends the outbox's calls, one at a time in their original order, each with its
+     * original params (so its original idempotency key): the server does each once, and
+     * answers a call it already did with the original result. The server's answer, result
+     * or error, settles the waiting caller. A connection error or timeout fails this
+     * reconnect attempt and leaves the rest for the next.
+     */
+    private async resendOutbox(): Promise<void> {
+        for (const call of [...this.outbox]) {
+            if (!this.outbox.has(call)) {
+                continue; // timed out meanwhile
+            }
+            const socket = this.socket;
+            if (socket === null) {
+                throw new BroodLinkConnectionError("connection lost while re-sending");
+            }
+            let result: unknown;
+            try {
+                result = await this.send(socket, call.method, call.params, Date.now() + this.requestTimeout);
+            } catch (error) {
+                if (!(error instanceof BroodLinkError)) {
+                    throw error;
+                }
+                if (this.outbox.delete(call)) {
+                    clearTimeout(call.timer);
+                    call.reject(error);
+                }
+                continue;
+            }
+            if (this.outbox.delete(call)) {
+                // The caller's `call` does this too (it is idempotent); catching up needs it now.
+                await this.track(call.method, call.params, result);
+                clearTimeout(call.timer);
+                call.resolve(result);
+            }
         }
     }
 

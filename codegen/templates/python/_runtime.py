@@ -1,8 +1,9 @@
 """The hand-written runtime of the BroodLink Python client.
 
 It holds everything that is not derived from the protocol: the connection and its
-authentication, request/response matching, request timeouts, event dispatch, and
-auto-reconnect with catch-up on missed messages. The typed methods (``client.py``),
+authentication, request/response matching, request timeouts, event dispatch,
+auto-reconnect with catch-up on missed messages, and re-sending idempotent calls (those
+carrying a ``clientMsgId``) that a dropped connection left without a response. The typed methods (``client.py``),
 the types (``types.py``) and the error classes (``errors.py``) are generated from the
 protocol crate by ``cargo xtask codegen``.
 
@@ -18,7 +19,9 @@ import json
 import logging
 import os
 import random
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal, Self, TypedDict
 
 from websockets.asyncio.client import ClientConnection, connect as _ws_connect
@@ -80,6 +83,13 @@ class BroodLinkError(Exception):
         self.message: str = message
         self.data: Any = data
 
+    @property
+    def retry_after_ms(self) -> int | None:
+        """For 4080 Rate Limited: after how many milliseconds the call would be accepted
+        (``data["retryAfterMs"]``); ``None`` when the error does not say."""
+        value = self.data.get("retryAfterMs") if isinstance(self.data, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
     @classmethod
     def from_payload(cls, error: Any) -> BroodLinkError:
         """The error (of the subclass for its code) described by a JSON-RPC ``error`` object."""
@@ -99,7 +109,9 @@ class BroodLinkConnectionError(ConnectionError):
 
 
 class BroodLinkTimeoutError(TimeoutError):
-    """No response arrived within the request timeout."""
+    """No response arrived within the request timeout. The server may still have done the
+    call: a ``send_message``/``send_dm`` retried with the same ``client_msg_id`` is done at
+    most once."""
 
 
 class ReconnectedEvent(TypedDict):
@@ -124,12 +136,32 @@ ReconnectedHandler = Callable[[ReconnectedEvent], object]
 _Item = tuple[str, Any, bool]
 
 
+@dataclass(eq=False)
+class _Call:
+    """A request waiting for its response."""
+
+    method: str
+    params: dict[str, Any]
+    future: asyncio.Future[Any]
+    #: The call is idempotent (it carries its idempotency key): when the connection drops
+    #: before the response, it waits for the reconnect and is re-sent with the same params
+    #: instead of failing.
+    resend: bool = False
+
+
 class BroodLinkClientBase:
     """Connection, authentication, request matching, event dispatch and auto-reconnect.
 
     Use the generated subclass ``BroodLinkClient``, which adds a typed method per RPC
     method and typed ``on()`` overloads.
     """
+
+    #: The methods whose params include the idempotency key ``_IDEMPOTENCY_KEY``
+    #: (``clientMsgId``). The generated subclass sets both from the protocol. ``_call``
+    #: fills the key with a fresh UUID when the caller gives none, and such a call survives
+    #: a reconnect: it is re-sent with the same key, so the server does it once.
+    _IDEMPOTENT_METHODS: ClassVar[frozenset[str]] = frozenset()
+    _IDEMPOTENCY_KEY: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -184,7 +216,10 @@ class BroodLinkClientBase:
         self._ws: ClientConnection | None = None
         self._auth: dict[str, Any] | None = None
         self._next_id = 0
-        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._pending: dict[int, _Call] = {}
+        # Idempotent calls the last connection lost before their responses, in the order
+        # they were sent: re-sent after the reconnect (see _resend).
+        self._outbox: list[_Call] = []
         self._ready: asyncio.Future[None] | None = None
         self._lost_reason = "not connected"
         self._reconnect_allowed = True
@@ -316,6 +351,7 @@ class BroodLinkClientBase:
             await asyncio.gather(task, return_exceptions=True)
         await self._drop_socket()
         self._fail_pending(BroodLinkConnectionError("the client is closed"))
+        self._fail_outbox(BroodLinkConnectionError("the client is closed"))
         dispatcher = self._dispatcher
         self._dispatcher = None
         if dispatcher is not None and not dispatcher.done():
@@ -390,11 +426,18 @@ class BroodLinkClientBase:
 
     async def _call(self, method: str, params: dict[str, Any]) -> Any:
         """Sends a request once connected (waiting for a reconnect, up to the request
-        timeout) and returns its result, or raises the error the server answered."""
+        timeout) and returns its result, or raises the error the server answered.
+
+        A call of an idempotent method gets a fresh UUID as its idempotency key unless the
+        caller gave one, and is re-sent with it if the connection drops before the response
+        (``_on_connection_lost``, ``_resend``)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.request_timeout
+        resend = method in self._IDEMPOTENT_METHODS
+        if resend and params.get(self._IDEMPOTENCY_KEY) is None:
+            params = {**params, self._IDEMPOTENCY_KEY: str(uuid.uuid4())}
         await self._wait_ready(deadline)
-        result = await self._request(method, params, deadline - loop.time())
+        result = await self._request(method, params, deadline - loop.time(), resend=resend)
         await self._after_call(method, params, result)
         return result
 
@@ -426,37 +469,59 @@ class BroodLinkClientBase:
                 raise BroodLinkConnectionError("not connected: call connect() (or use `async with client`) first")
             raise BroodLinkConnectionError(f"not connected to {self.url}: {self._lost_reason}")
 
-    async def _request(self, method: str, params: dict[str, Any], timeout: float | None = None) -> Any:
-        """Sends one request on the current connection and waits for its response."""
+    async def _request(
+        self, method: str, params: dict[str, Any], timeout: float | None = None, *, resend: bool = False
+    ) -> Any:
+        """Sends one request on the current connection and waits for its response (with
+        ``resend``, across reconnects: see ``_Call.resend``)."""
         ws = self._ws
         if ws is None:
             raise BroodLinkConnectionError(f"not connected to {self.url}: {self._lost_reason}")
         timeout = self.request_timeout if timeout is None else timeout
         self._next_id += 1
         request_id = self._next_id
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
+        call = _Call(method, params, asyncio.get_running_loop().create_future(), resend)
+        self._pending[request_id] = call
         try:
             frame = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
             try:
                 await ws.send(frame)
             except ConnectionClosed as error:
-                raise BroodLinkConnectionError(f"connection to {self.url} lost while sending {method}") from error
+                if not resend:
+                    raise BroodLinkConnectionError(f"connection to {self.url} lost while sending {method}") from error
+                # The reader sees the same close: it queues this call to be re-sent after
+                # the reconnect, or fails it.
             try:
-                return await asyncio.wait_for(future, max(timeout, 0.0))
+                return await asyncio.wait_for(call.future, max(timeout, 0.0))
             except TimeoutError:
                 raise BroodLinkTimeoutError(
                     f"{method}: no response within {self.request_timeout}s"
                 ) from None
         finally:
             self._pending.pop(request_id, None)
+            if call in self._outbox:  # timed out (or cancelled) while waiting to be re-sent
+                self._outbox.remove(call)
 
-    def _fail_pending(self, error: Exception) -> None:
+    def _fail_pending(self, error: Exception, keep_resendable: bool = False) -> None:
+        """Fails every call waiting for a response on the connection; with
+        ``keep_resendable``, the idempotent ones move to the outbox instead."""
         pending = list(self._pending.values())
         self._pending.clear()
-        for future in pending:
-            if not future.done():
-                future.set_exception(BroodLinkConnectionError(str(error)))
+        for call in pending:
+            if call.future.done():
+                continue
+            if keep_resendable and call.resend:
+                self._outbox.append(call)
+            else:
+                call.future.set_exception(BroodLinkConnectionError(str(error)))
+
+    def _fail_outbox(self, error: Exception) -> None:
+        """Fails the calls waiting to be re-sent (the client closed or stopped reconnecting)."""
+        outbox = self._outbox
+        self._outbox = []
+        for call in outbox:
+            if not call.future.done():
+                call.future.set_exception(BroodLinkConnectionError(str(error)))
 
     async def _after_call(self, method: str, params: dict[str, Any], result: Any) -> None:
         """Tracks what reconnecting needs: joined rooms and the messages this client sent
@@ -579,7 +644,8 @@ class BroodLinkClientBase:
 
     def _on_response(self, response: dict[str, Any]) -> None:
         request_id = response.get("id")
-        future = self._pending.get(request_id) if isinstance(request_id, int) else None
+        call = self._pending.get(request_id) if isinstance(request_id, int) else None
+        future = call.future if call is not None else None
         if future is None:
             if "error" in response:
                 logger.warning("error response without a matching request: %s", response["error"])
@@ -630,10 +696,11 @@ class BroodLinkClientBase:
         self._reader_task = None
         if self._reconnect_allowed:
             self._lost_reason = how
-        self._fail_pending(BroodLinkConnectionError(f"connection to {self.url} lost"))
+        will_reconnect = self._state == "ready" and self.auto_reconnect and self._reconnect_allowed
+        self._fail_pending(BroodLinkConnectionError(f"connection to {self.url} lost"), keep_resendable=will_reconnect)
         if self._state != "ready":
             return  # connecting or reconnecting: the attempt fails and says so
-        if self.auto_reconnect and self._reconnect_allowed:
+        if will_reconnect:
             logger.info("connection to %s lost; reconnecting", self.url)
             self._state = "reconnecting"
             self._ready = asyncio.get_running_loop().create_future()
@@ -699,9 +766,11 @@ class BroodLinkClientBase:
         self._state = "disconnected"
         self._reconnect_task = None
         self._settle_ready(BroodLinkConnectionError(f"not connected to {self.url}: {reason}"))
+        self._fail_outbox(BroodLinkConnectionError(f"not connected to {self.url}: {reason}"))
 
     async def _resume(self) -> tuple[list[str], int]:
-        """Reconnect, re-auth, rejoin, and deliver what was missed, exactly once.
+        """Reconnect, re-auth, rejoin, re-send the idempotent calls the drop left without
+        a response, and deliver what was missed, exactly once.
 
         While catching up, live ``message``/``dm`` events are buffered; afterwards only
         those newer than what was delivered per room are passed on.
@@ -710,6 +779,9 @@ class BroodLinkClientBase:
         self._buffer.clear()
         await self._open()
         rooms = await self._rejoin()
+        # Before catching up: the messages this client sent are then known as its own and
+        # are not handed to its handlers as missed ones.
+        await self._resend()
         missed = await self._catch_up()
         for name, params in self._buffer:
             room_id, seq = self._room_and_seq(name, params)
@@ -734,6 +806,34 @@ class BroodLinkClientBase:
                     raise
             rooms.append(room_id)
         return rooms
+
+    async def _resend(self) -> None:
+        """Re-sends the outbox's calls, one at a time in their original order, each with its
+        original params (so its original idempotency key): the server does each once, and
+        answers a call it already did with the original result. The server's answer,
+        result or error, settles the waiting caller. A connection error or timeout fails this
+        reconnect attempt and leaves the rest for the next."""
+        while self._outbox:
+            call = self._outbox[0]
+            if call.future.done():  # the caller gave up
+                self._outbox.pop(0)
+                continue
+            error: BroodLinkError | None = None
+            result: Any = None
+            try:
+                result = await self._request(call.method, call.params)
+            except BroodLinkError as refused:
+                error = refused
+            if call in self._outbox:
+                self._outbox.remove(call)
+            if call.future.done():
+                continue
+            if error is not None:
+                call.future.set_exception(error)
+            else:
+                # The caller's _call does this too (it is idempotent); catching up needs it now.
+                await self._after_call(call.method, call.params, result)
+                call.future.set_result(result)
 
     async def _catch_up(self) -> int:
         lobby = self.lobby_id
