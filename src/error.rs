@@ -40,7 +40,7 @@ pub enum ServiceError {
     DocumentNotFound(String),
     #[error("Cannot update a static document: {0}")]
     ReadOnlyDocument(String),
-    #[error("Rate limit exceeded: retry in {} ms", .0.as_millis())]
+    #[error("Rate limit exceeded: retry in {} ms", RetryAfter::from(*.0).retry_after_ms)]
     RateLimited(std::time::Duration),
     #[error("Too many connections for this agent (limit {0}): close one of its other connections first")]
     ConnectionLimit(u32),

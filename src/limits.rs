@@ -1,6 +1,7 @@
 //! Token buckets, one per key: each agent's calls and sends, each remote address's
 //! failed `auth` attempts. A bucket holds up to `burst` tokens and refills at `rate`
 //! per second; a call takes one token or is refused with the time until one is back.
+//! A call that turns out not to count (a right key) gives its token back.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -47,22 +48,17 @@ impl<K: Hash + Eq> Limiter<K> {
         })
     }
 
-    /// Whether a token is there, without taking it.
-    pub fn check<Q>(&self, key: &Q) -> Result<(), Duration>
+    /// Returns a token taken by a call that turned out not to count.
+    pub fn give_back<Q>(&self, key: &Q)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.with_bucket(
-            key,
-            |bucket, rate| {
-                if bucket.tokens >= 1.0 {
-                    Ok(())
-                } else {
-                    Err(until_one(bucket.tokens, rate))
-                }
-            },
-        )
+        let burst = self.burst;
+        let _ = self.with_bucket(key, |bucket, _| {
+            bucket.tokens = (bucket.tokens + 1.0).min(burst);
+            Ok(())
+        });
     }
 
     fn with_bucket<Q, T>(
@@ -118,12 +114,14 @@ mod tests {
     }
 
     #[test]
-    fn check_does_not_take_a_token() {
-        let limiter: Limiter<String> = Limiter::new(1.0, 1);
-        assert!(limiter.check("a").is_ok());
-        assert!(limiter.check("a").is_ok());
+    fn a_token_given_back_can_be_taken_again_but_never_beyond_the_burst() {
+        let limiter: Limiter<String> = Limiter::new(0.001, 1);
         assert!(limiter.take("a").is_ok());
-        assert!(limiter.check("a").is_err());
+        assert!(limiter.take("a").is_err());
+        limiter.give_back("a");
+        limiter.give_back("a");
+        assert!(limiter.take("a").is_ok());
+        assert!(limiter.take("a").is_err(), "the burst caps what is given back");
     }
 
     #[test]

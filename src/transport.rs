@@ -204,7 +204,7 @@ async fn read_frames(
                     session.disconnect(crate::hub::frame(&event), 1008, reason);
                     return;
                 }
-                if keepalive.is_quiet() {
+                if keepalive.should_ping() {
                     session.ping();
                 }
                 continue;
@@ -241,8 +241,8 @@ async fn read_frames(
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Err(e)) => {
-                if is_too_big(e) {
-                    session.close_with(1009, "frame too large");
+                if let Some((code, reason)) = close_code_for(e) {
+                    session.close_with(code, reason);
                 }
                 return;
             }
@@ -329,28 +329,33 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Re
 }
 
 /// When to ping a quiet connection, and when to give it up for dead. Anything the
-/// client sends (a pong included) counts as a sign of life.
+/// client sends (a pong included) counts as a sign of life; a connection is dead when a
+/// ping got no sign of life back within the timeout.
 struct Keepalive {
     /// `None` when keepalive is off.
     ticks: Option<tokio::time::Interval>,
     interval: Duration,
     timeout: Duration,
     last_heard: tokio::time::Instant,
+    /// The unanswered ping, if one is out.
+    ping_sent: Option<tokio::time::Instant>,
 }
 
 impl Keepalive {
     fn new(limits: &crate::config::LimitsConfig) -> Keepalive {
         let interval = Duration::from_secs(u64::from(limits.ping_interval_seconds));
+        let timeout = Duration::from_secs(u64::from(limits.pong_timeout_seconds));
+        // Ticks often enough to ping on time and to notice a missed pong on time.
+        let period = interval.min(timeout).max(Duration::from_millis(100));
         let ticks = (!interval.is_zero()).then(|| {
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks
         });
-        let timeout = Duration::from_secs(u64::from(limits.pong_timeout_seconds));
-        Keepalive { ticks, interval, timeout, last_heard: tokio::time::Instant::now() }
+        Keepalive { ticks, interval, timeout, last_heard: tokio::time::Instant::now(), ping_sent: None }
     }
 
-    /// Resolves at each ping interval; never when keepalive is off.
+    /// Resolves at each check; never when keepalive is off.
     async fn tick(&mut self) {
         match &mut self.ticks {
             Some(ticks) => {
@@ -362,22 +367,33 @@ impl Keepalive {
 
     fn heard(&mut self) {
         self.last_heard = tokio::time::Instant::now();
+        self.ping_sent = None;
     }
 
-    /// Silent for a whole interval: time for a ping.
-    fn is_quiet(&self) -> bool {
-        self.last_heard.elapsed() >= self.interval
+    /// Whether to send a ping now: quiet for a whole interval and none is out.
+    fn should_ping(&mut self) -> bool {
+        if self.ping_sent.is_none() && self.last_heard.elapsed() >= self.interval {
+            self.ping_sent = Some(tokio::time::Instant::now());
+            return true;
+        }
+        false
     }
 
-    /// Silent through a ping and the pong timeout after it.
+    /// A ping went unanswered for the whole timeout.
     fn is_dead(&self) -> bool {
-        self.last_heard.elapsed() >= self.interval + self.timeout
+        self.ping_sent.is_some_and(|sent| sent.elapsed() >= self.timeout)
     }
 }
 
-/// Whether a read failed because the frame exceeded the size limit.
-fn is_too_big(error: axum::Error) -> bool {
-    matches!(error.into_inner().downcast_ref::<tungstenite::Error>(), Some(tungstenite::Error::Capacity(_)))
+/// The close status a failed read deserves (RFC 6455 §7.4.1), if the peer is still
+/// there to receive one.
+fn close_code_for(error: axum::Error) -> Option<(u16, &'static str)> {
+    match error.into_inner().downcast_ref::<tungstenite::Error>()? {
+        tungstenite::Error::Capacity(_) => Some((1009, "frame too large")),
+        tungstenite::Error::Utf8(_) => Some((1007, "text frame is not valid UTF-8")),
+        tungstenite::Error::Protocol(_) => Some((1002, "WebSocket protocol error")),
+        _ => None,
+    }
 }
 
 /// Cuts `text` to at most `max` bytes at a character boundary (close reasons are

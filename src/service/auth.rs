@@ -24,17 +24,23 @@ impl Linkspace {
         if self.is_locked() {
             return Err(ServiceError::Forbidden("the server is locked: it accepts no new sessions"));
         }
-        // Guessing keys from one address is slowed down before any key is looked at.
-        let address = session.remote.ip();
-        self.auth_failures.check(&address).map_err(ServiceError::RateLimited)?;
         let display_name = display_name.map(|n| check_text("displayName", &n, NAME_MAX)).transpose()?;
         let key_hash = keys::hash(&api_key);
 
+        // Guessing keys from one address is slowed down before any key is looked at.
+        // Every attempt takes a token up front (so attempts in flight at once count
+        // too) and a right key gives it back.
+        let address = session.remote.ip();
+        self.auth_failures.take(&address).map_err(ServiceError::RateLimited)?;
         // A wrong key is refused before the write lock: guessing keys must not slow
         // down everyone else's commits.
-        if self.store.agent_by_key_hash(&key_hash).await?.is_none() {
-            let _ = self.auth_failures.take(&address);
-            return Err(ServiceError::AuthFailed);
+        match self.store.agent_by_key_hash(&key_hash).await {
+            Ok(Some(_)) => self.auth_failures.give_back(&address),
+            Ok(None) => return Err(ServiceError::AuthFailed),
+            Err(e) => {
+                self.auth_failures.give_back(&address);
+                return Err(e.into());
+            }
         }
         // Again under the write lock, so a concurrent ban or revoke cannot slip between
         // the key check and the connection going live.
