@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::ir::{self, Protocol, TypeKind, TypeRef};
+use crate::ir::{self, ErrorInfo, Protocol, TypeKind, TypeRef};
 
 #[derive(Serialize)]
 struct Row {
@@ -95,7 +95,10 @@ pub fn render(protocol: &Protocol, tera: &tera::Tera) -> String {
     context.insert("version", &protocol.version);
     context.insert("methods", &methods);
     context.insert("events", &events);
-    context.insert("errors", &protocol.errors);
+    // A table cell is one line.
+    let errors: Vec<ErrorInfo> =
+        protocol.errors.iter().map(|e| ErrorInfo { doc: one_line(&e.doc), ..e.clone() }).collect();
+    context.insert("errors", &errors);
     context.insert("types", &types);
     tera.render("PROTOCOL.md.tera", &context).unwrap_or_else(|e| panic!("rendering PROTOCOL.md: {e:?}"))
 }
