@@ -6,6 +6,8 @@ mod harness;
 mod agents;
 mod auth;
 mod catalogue;
+mod hostile;
+mod limits;
 mod messaging;
 mod permissions;
 mod persistence;
