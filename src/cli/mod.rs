@@ -1,5 +1,6 @@
 //! The `broodlink` command line: one module per group of commands.
 
+mod backup;
 mod control;
 mod install;
 mod serve;
@@ -109,6 +110,21 @@ enum Command {
     /// Manage the controller's API key
     #[command(subcommand, name = "controller-key")]
     ControllerKey(ControllerKeyCommand),
+    /// Write a consistent copy of the database to FILE (works while the server runs)
+    Backup {
+        /// The backup file to create (0600)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Replace FILE if it exists
+        #[arg(long)]
+        force: bool,
+    },
+    /// Replace the database with a backup (the server must be stopped; the old database is kept aside)
+    Restore {
+        /// A file written by `broodlink backup`
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Load generator: measure a running server (send, fanout, connections, history) and check its correctness
     Bench(crate::bench::BenchArgs),
 }
@@ -150,6 +166,8 @@ pub fn main() -> ExitCode {
         Command::Install(InstallTarget::Clients) => install::clients(&instance),
         Command::Update { dry_run } => install::update(dry_run),
         Command::ControllerKey(ControllerKeyCommand::Rotate) => control::rotate_controller_key(&instance),
+        Command::Backup { file, force } => backup::backup(&instance, &file, force),
+        Command::Restore { file } => backup::restore(&instance, &file),
         Command::Bench(args) => crate::bench::main(args, &instance),
     }
 }

@@ -5,6 +5,7 @@
 //! Writes are issued by the service while it holds its write lock, so the store itself
 //! does not need to order them; reads may run concurrently from the pool.
 
+mod backup;
 mod rows;
 
 use std::path::Path;
@@ -13,6 +14,7 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+pub use backup::{backup_into, inspect, DatabaseSummary};
 pub use rows::*;
 
 /// A storage failure. Clients only ever see "internal error" for these; the details

@@ -6,6 +6,10 @@
 mod harness;
 mod keys;
 
+mod backup;
+mod crash;
+mod flood;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -272,8 +276,20 @@ async fn refused(url: &str) -> (u16, String) {
 // Help and version
 // ---------------------------------------------------------------------------------
 
-const COMMANDS: [&str; 10] =
-    ["serve", "stop", "restart", "status", "lock", "unlock", "kick", "install", "update", "controller-key"];
+const COMMANDS: [&str; 12] = [
+    "serve",
+    "stop",
+    "restart",
+    "status",
+    "lock",
+    "unlock",
+    "kick",
+    "install",
+    "update",
+    "controller-key",
+    "backup",
+    "restore",
+];
 
 #[test]
 fn no_arguments_prints_the_command_list() {

@@ -664,3 +664,47 @@ pub fn percentile(durations: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
+
+// ---- helpers for tests that read every event (tests/server/privacy_race.rs, model.rs) ----
+
+impl Client {
+    /// Every buffered event, whatever its name, in arrival order, as whole frames
+    /// (`{jsonrpc, method, params}`), removed from the buffer. Does not sync: only what
+    /// has already arrived (call [`Client::take_all_events`] to sync first).
+    pub fn drain_buffered_events(&mut self) -> Vec<Value> {
+        self.events.drain(..).collect()
+    }
+
+    /// Every event that has arrived (after a [`Client::sync`]), in arrival order, as
+    /// whole frames, removed from the buffer.
+    pub async fn take_all_events(&mut self) -> Vec<Value> {
+        self.sync().await;
+        self.drain_buffered_events()
+    }
+
+    /// For a connection that only listens: the next event (buffered ones first), as a
+    /// whole frame, waiting at most `wait`. `None` when nothing came in time or the
+    /// server has closed the connection (see [`Client::closed`]).
+    pub async fn next_event_within(&mut self, wait: Duration) -> Option<Value> {
+        if let Some(event) = self.events.pop_front() {
+            return Some(event);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.closed {
+            let message = match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Ok(message) => message,
+                Err(_) => return None,
+            };
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    let frame: Value = serde_json::from_str(text.as_str()).expect("server sent valid JSON");
+                    assert!(is_event(&frame), "unexpected response {frame} on a listening connection");
+                    return Some(frame);
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => self.closed = true,
+                Some(Ok(_)) => {}
+            }
+        }
+        None
+    }
+}
