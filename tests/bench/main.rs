@@ -16,6 +16,11 @@ use broodlink::bench::Target;
 use harness::TestServer;
 use serde_json::json;
 
+/// A server without rate limits: the bench sends as fast as it can.
+async fn bench_server() -> TestServer {
+    TestServer::start_with(|config| config.limits.unlimited_rates()).await
+}
+
 fn target(server: &TestServer) -> Target {
     Target { url: server.url(), controller_key: server.controller_key.clone(), keep: false }
 }
@@ -40,7 +45,7 @@ async fn assert_cleaned_up(server: &TestServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_closed_loop_delivers_every_message_once_in_order() {
-    let server = TestServer::start().await;
+    let server = bench_server().await;
     let args = SendArgs { agents: 4, duration: Duration::from_secs(1), rate: None, rooms: 1, size: 64 };
     let report = send::run(&target(&server), &args).await.expect("send runs");
     assert_passed("send", &report.checks);
@@ -53,7 +58,7 @@ async fn send_closed_loop_delivers_every_message_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_open_loop_over_two_rooms_passes() {
-    let server = TestServer::start().await;
+    let server = bench_server().await;
     let args = SendArgs { agents: 4, duration: Duration::from_secs(1), rate: Some(200.0), rooms: 2, size: 100 };
     let report = send::run(&target(&server), &args).await.expect("send runs");
     assert_passed("send --rate", &report.checks);
@@ -65,7 +70,7 @@ async fn send_open_loop_over_two_rooms_passes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_reaches_every_member() {
-    let server = TestServer::start().await;
+    let server = bench_server().await;
     let args = FanoutArgs { members: 5, senders: 2, rate: 100.0, duration: Duration::from_secs(1), size: 64 };
     let report = fanout::run(&target(&server), &args).await.expect("fanout runs");
     assert_passed("fanout", &report.checks);
@@ -78,7 +83,7 @@ async fn fanout_reaches_every_member() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_open_and_stay_open() {
-    let server = TestServer::start().await;
+    let server = bench_server().await;
     let own_pid = i32::try_from(std::process::id()).expect("pid fits");
     let args = ConnectionsArgs {
         count: 20,
@@ -97,7 +102,7 @@ async fn connections_open_and_stay_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_can_share_agents() {
-    let server = TestServer::start().await;
+    let server = bench_server().await;
     let args = ConnectionsArgs { count: 12, agents: Some(3), concurrency: 4, server_pid: None, hold: Duration::ZERO };
     let report = connections::run(&target(&server), &args).await.expect("connections runs");
     assert_passed("connections --agents", &report.checks);
@@ -108,7 +113,7 @@ async fn connections_can_share_agents() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_pages_hold_exactly_the_acked_messages() {
-    let server = TestServer::start().await;
+    let server = bench_server().await;
     let args = HistoryArgs { messages: 200, senders: 4, window: 8, queries: 10, page: 50, catch_up: 500, size: 64 };
     let report = history::run(&target(&server), &args).await.expect("history runs");
     assert_passed("history", &report.checks);
@@ -120,7 +125,7 @@ async fn history_pages_hold_exactly_the_acked_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_key_is_an_error_not_a_report() {
-    let server = TestServer::start().await;
+    let server = bench_server().await;
     let target = Target { url: server.url(), controller_key: "bl_k_ctrl_wrong".into(), keep: false };
     let args = SendArgs { agents: 2, duration: Duration::from_millis(100), rate: None, rooms: 1, size: 64 };
     let error = send::run(&target, &args).await.expect_err("a wrong key cannot run");

@@ -43,6 +43,9 @@ fn seqs_and_contents(history: &[Value]) -> Vec<(i64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_while_agents_send_holds_every_message_acknowledged_before_it() {
     let bl = Instance::new();
+    std::fs::create_dir_all(&bl.dir).expect("data dir");
+    let config = format!(r#"{{ "limits": {} }}"#, flood::UNLIMITED_RATES);
+    std::fs::write(bl.file("broodlink.json"), config).expect("write the config");
     let key = one_controller_key(&bl.serve().ok());
     let url = bl.url();
     let (room_id, keys) = {

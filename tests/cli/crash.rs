@@ -50,7 +50,8 @@ async fn acknowledged_messages_survive_sigkill_and_restart() {
     // promise that an acknowledged message survives a crash of the server process.
     let durability = |run: usize| if run % 2 == 1 { "full" } else { "normal" };
     let configure = |run: usize| {
-        let config = format!(r#"{{ "synchronous": "{}" }}"#, durability(run));
+        let config =
+            format!(r#"{{ "synchronous": "{}", "limits": {} }}"#, durability(run), super::flood::UNLIMITED_RATES);
         std::fs::write(bl.file("broodlink.json"), config).expect("write the config");
     };
     configure(1);

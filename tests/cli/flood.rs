@@ -16,6 +16,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::harness::Client;
 
+/// The `limits` of a server these floods run against: they send as fast as answers
+/// come, which on a fast machine exceeds the default per-agent rates.
+pub const UNLIMITED_RATES: &str = r#"{ "callsPerSecond": 0, "sendsPerSecond": 0 }"#;
+
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A running server must answer a call within this; a killed one closes at once.
