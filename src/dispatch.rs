@@ -11,13 +11,13 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use broodlink_protocol::{ErrorCode, MethodSpec, Permission, Role, METHODS};
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use jsonrpsee::types::{ErrorObjectOwned, Id, Params};
 use jsonrpsee::{ConnectionId, Extensions, MethodCallback, Methods, RpcModule};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use tokio::task::JoinHandle;
 
 use crate::config::LimitsConfig;
 use crate::error::ServiceError;
@@ -78,13 +78,13 @@ impl Dispatcher {
     /// Handles one text frame to the end; returns the response frame, if any is due.
     pub async fn frame(&self, session: &Arc<Session>, text: &str) -> Option<String> {
         match self.begin(session, text).await {
-            Begun::Queued(task) => task.await.ok().flatten(),
+            Begun::Queued(response) => response.await,
             Begun::InOrder(next) => self.finish(session, text, next).await,
         }
     }
 
     /// Starts handling one text frame. A single `message.send` or `message.dm` is
-    /// queued for commit and runs on: its response follows when the returned task ends,
+    /// queued for commit and runs on: its response follows when the returned future ends,
     /// and the connection may read its next frame meanwhile (a sender keeps many
     /// messages in flight instead of one per commit). Anything else comes back as
     /// [`Begun::InOrder`], to be [`finish`](Self::finish)ed once everything queued before
@@ -98,14 +98,16 @@ impl Dispatcher {
             return Begun::InOrder(Next::Batch);
         }
         match self.prepare(session, text) {
-            Ok(call) if PIPELINED.contains(&call.spec.name) => {
-                let (enqueued, queued) = Enqueued::new();
-                let mut call = call;
+            Ok(mut call) if PIPELINED.contains(&call.spec.name) => {
+                let (enqueued, mut queued) = Enqueued::new();
                 call.extensions.insert(enqueued);
-                let task = tokio::spawn(call.run());
-                // Err: the handler ended without queueing anything (it failed early).
-                let _ = queued.await;
-                Begun::Queued(task)
+                let mut run = call.run().boxed();
+                // Run it until the message has its place in the commit queue (or the
+                // handler ended early, failing); the rest runs when the caller polls it.
+                tokio::select! {
+                    response = &mut run => Begun::Queued(std::future::ready(response).boxed()),
+                    _ = &mut queued => Begun::Queued(run),
+                }
             }
             Ok(call) => Begun::InOrder(Next::Call(call)),
             Err(response) => Begun::InOrder(Next::Ready(response)),
@@ -239,8 +241,9 @@ const PIPELINED: [&str; 2] = ["message.send", "message.dm"];
 
 /// What [`Dispatcher::begin`] made of a frame.
 pub enum Begun {
-    /// A message queued for commit; the task yields its response.
-    Queued(JoinHandle<Option<String>>),
+    /// A message queued for commit; the future yields its response. It must be
+    /// polled to the end (never dropped half-way), as [`Call::run`] says.
+    Queued(BoxFuture<'static, Option<String>>),
     /// To finish after every earlier request of the connection is answered.
     InOrder(Next),
 }

@@ -18,10 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use broodlink_protocol::{DisconnectedEvent, ErrorCode, Event};
+use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::dispatch::{Begun, Dispatcher};
 use crate::service::Linkspace;
@@ -173,8 +173,9 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, session: &Arc<Session>, t
     while pending.next().await.is_some() {}
 }
 
-/// The responses still to come of messages queued for commit, oldest first.
-type Pending = FuturesOrdered<JoinHandle<Option<String>>>;
+/// The responses still to come of messages queued for commit, oldest first. The reader
+/// polls them between frames; each runs to its end.
+type Pending = FuturesOrdered<BoxFuture<'static, Option<String>>>;
 
 async fn read_frames(
     stream: &mut SplitStream<WebSocket>,
@@ -190,7 +191,7 @@ async fn read_frames(
     loop {
         let message = tokio::select! {
             Some(done) = pending.next(), if !pending.is_empty() => {
-                if !answer(session, done.ok().flatten()).await {
+                if !answer(session, done).await {
                     return;
                 }
                 continue;
@@ -249,8 +250,8 @@ async fn read_frames(
             Some(Ok(Message::Close(_))) | None => return,
         };
         let next = match transport.dispatcher.begin(session, text.as_str()).await {
-            Begun::Queued(task) => {
-                pending.push_back(task);
+            Begun::Queued(response) => {
+                pending.push_back(response);
                 continue;
             }
             Begun::InOrder(next) => next,
@@ -271,7 +272,7 @@ async fn read_frames(
 /// connection closed meanwhile.
 async fn answer_pending(session: &Arc<Session>, pending: &mut Pending) -> bool {
     while let Some(done) = pending.next().await {
-        if !answer(session, done.ok().flatten()).await {
+        if !answer(session, done).await {
             return false;
         }
     }
