@@ -12,6 +12,9 @@ fi
 # Generated files (openrpc.json, PROTOCOL.md, the clients) must match the protocol crate.
 cargo xtask codegen --check
 
+# Everything compiles, the criterion benches included (tests do not build them).
+cargo check --workspace --all-targets --locked
+
 # Unit tests, and the end-to-end tests that drive a real server over real WebSockets.
 cargo test --workspace --locked
 
