@@ -23,8 +23,8 @@ bench() { "$bin" --data-dir "$dir" bench --url "ws://127.0.0.1:$port" --controll
 for _ in $(seq "$runs"); do
     echo "send-1room $(bench send --agents 64 --duration 10s)"
     echo "send-32rooms $(bench send --agents 64 --rooms 32 --duration 10s)"
-    echo "fanout-saturated $(bench fanout --members 100 --senders 4 --rate 4000 --duration 10s)"
-    echo "fanout-400 $(bench fanout --members 100 --senders 4 --rate 400 --duration 10s)"
+    echo "fanout-saturated $(bench fanout --members 100 --senders 4 --rate 6000 --duration 10s)"
+    echo "fanout-half $(bench fanout --members 100 --senders 4 --rate 2000 --duration 10s)"
 done
 echo "connections $(bench connections --count 10000 --agents 100)"
 echo "history $(bench history --messages "${HISTORY_MESSAGES:-1000000}" --senders 8 --window 32 --queries 200)"
