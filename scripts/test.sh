@@ -25,3 +25,6 @@ for suite in tests/python/run.sh tests/typescript/run.sh; do
         bash "$suite"
     fi
 done
+
+# The libFuzzer targets build on stable and run briefly (docs/FUZZING.md for longer runs).
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}"

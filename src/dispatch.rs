@@ -18,7 +18,6 @@ use jsonrpsee::{ConnectionId, Extensions, MethodCallback, Methods, RpcModule};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-
 use crate::config::LimitsConfig;
 use crate::error::ServiceError;
 use crate::limits::Limiter;
