@@ -45,7 +45,9 @@ pub struct Dispatcher {
 /// A request as read off the wire, borrowing from the frame.
 #[derive(Deserialize)]
 struct RawRequest<'a> {
-    jsonrpc: Option<&'a str>,
+    /// A `Cow`, so an escaped `"2\u002e0"` is still `"2.0"`.
+    #[serde(borrow)]
+    jsonrpc: Option<std::borrow::Cow<'a, str>>,
     /// `None` when absent (a notification); `Some("null")` when `"id": null`.
     #[serde(default, borrow, deserialize_with = "present")]
     id: Option<&'a RawValue>,
@@ -143,7 +145,7 @@ impl Dispatcher {
             if bytes > MAX_BATCH_RESPONSE_BYTES {
                 // Not run: each remaining request (with an id) is told so.
                 let id = serde_json::from_str::<RawRequest<'_>>(request.get()).ok().and_then(|r| r.id);
-                if let Some(id) = id {
+                if let Some(id) = id.filter(|id| parse_id(id).is_ok()) {
                     let message = "batch responses too large: send this request again on its own";
                     responses.push(error_response(Some(id), ErrorCode::InvalidRequest, message));
                 }
@@ -173,19 +175,20 @@ impl Dispatcher {
                 return Err(Some(error_response(None, ErrorCode::InvalidRequest, &message)));
             }
         };
+        // The id first: no response may echo an id that is not a valid one.
         let raw_id = request.id;
-        let reply = |code: ErrorCode, message: &str| Err(raw_id.map(|id| error_response(Some(id), code, message)));
-
-        if request.jsonrpc != Some("2.0") {
-            return Err(Some(error_response(raw_id, ErrorCode::InvalidRequest, "`jsonrpc` must be \"2.0\"")));
-        }
-        let id = match raw_id.map(|raw| serde_json::from_str::<Id<'_>>(raw.get())).transpose() {
-            Ok(id) => id.map(Id::into_owned),
-            Err(_) => {
+        let id = match raw_id.map(parse_id).transpose() {
+            Ok(id) => id,
+            Err(()) => {
                 let message = "`id` must be a string, a non-negative integer or null";
                 return Err(Some(error_response(None, ErrorCode::InvalidRequest, message)));
             }
         };
+        let reply = |code: ErrorCode, message: &str| Err(raw_id.map(|id| error_response(Some(id), code, message)));
+
+        if request.jsonrpc.as_deref() != Some("2.0") {
+            return Err(Some(error_response(raw_id, ErrorCode::InvalidRequest, "`jsonrpc` must be \"2.0\"")));
+        }
         let Some(method) = request.method else {
             return Err(Some(error_response(raw_id, ErrorCode::InvalidRequest, "`method` is missing")));
         };
@@ -308,6 +311,11 @@ impl Call {
         }
         Some(response.into_json().get().to_owned())
     }
+}
+
+/// A request id as JSON-RPC allows it (a string, a number or null).
+fn parse_id(raw: &RawValue) -> Result<Id<'static>, ()> {
+    serde_json::from_str::<Id<'_>>(raw.get()).map(Id::into_owned).map_err(|_| ())
 }
 
 fn parse_error(e: &serde_json::Error) -> String {

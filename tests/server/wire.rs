@@ -98,6 +98,25 @@ async fn request_without_method_or_with_wrong_jsonrpc_version_gets_invalid_reque
 }
 
 #[tokio::test]
+async fn an_invalid_id_is_never_echoed_even_when_the_version_is_wrong_too() {
+    let server = TestServer::start().await;
+    let mut client = server.controller().await;
+    for text in [r#"{"jsonrpc":"1.0","id":{"a":[1]},"method":"auth"}"#, r#"{"jsonrpc":"1.0","id":1e4004}"#] {
+        let response = raw(&mut client, text).await;
+        assert_error(&response, -32600, Value::Null);
+    }
+    still_works(&mut client).await;
+}
+
+#[tokio::test]
+async fn an_escaped_version_string_is_still_2_0() {
+    let server = TestServer::start().await;
+    let mut client = server.controller().await;
+    let response = raw(&mut client, r#"{"jsonrpc":"2\u002e0","id":5,"method":"room.list","params":{}}"#).await;
+    assert!(response.get("result").is_some(), "{response}");
+}
+
+#[tokio::test]
 async fn ids_that_are_not_strings_integers_or_null_get_invalid_request() {
     let server = TestServer::start().await;
     let mut client = server.controller().await;
