@@ -114,9 +114,7 @@ impl Server {
         }
         let addr = bind_addr(&host, config.port);
         let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr, source })?;
-        // A message may be 4 bytes per character, JSON-escaped up to 6: leave room for
-        // that plus the envelope.
-        let max_request_bytes = (config.max_message_length as usize).saturating_mul(6).max(1 << 20) + 64 * 1024;
+        let max_request_bytes = max_request_bytes(&config);
         let admin = admin_path
             .map(|path| AdminServer::bind(&path).map_err(|source| StartError::DataDir { path, source }))
             .transpose()?;
@@ -186,4 +184,10 @@ impl Server {
             Err(_) => String::new(),
         }
     }
+}
+
+/// The largest request frame the dispatcher parses. A message may be 4 bytes per
+/// character, JSON-escaped up to 6: room for that plus the envelope.
+pub fn max_request_bytes(config: &Config) -> usize {
+    (config.max_message_length as usize).saturating_mul(6).max(1 << 20) + 64 * 1024
 }

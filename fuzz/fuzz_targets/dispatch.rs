@@ -140,8 +140,7 @@ impl Harness {
         // methods behind them; they have tests of their own.
         config.limits.unlimited_rates();
         let limits = config.limits.clone();
-        // As `Server::open` computes it.
-        let max_request_bytes = (config.max_message_length as usize).saturating_mul(6).max(1 << 20) + 64 * 1024;
+        let max_request_bytes = broodlink::server::max_request_bytes(&config);
         let store = Store::open(&config.database, config.synchronous).await.expect("in-memory store");
         let opened = Linkspace::open(config, store, None).await.expect("linkspace");
         let controller_key = opened.new_controller_key.expect("a new database creates the controller");
