@@ -11,7 +11,7 @@ use broodlink_protocol::{DmEvent, Event, MessageEvent, SendResult};
 use tokio::sync::{mpsc, oneshot};
 
 use super::views::message_view;
-use super::{new_id, Linkspace};
+use super::{new_message_id, Linkspace};
 use crate::error::{ServiceError, ServiceResult};
 use crate::hub::Audience;
 use crate::store::{MessageRow, StoreResult};
@@ -145,7 +145,7 @@ impl Linkspace {
                 job.message;
             rows.push(MessageRow {
                 seq,
-                id: new_id(),
+                id: new_message_id(),
                 room_id,
                 sender_id,
                 sender_name,

@@ -296,6 +296,12 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// A new message id: a UUID that grows with time (version 7), so the unique index on
+/// message ids is appended to instead of written at a random page per message.
+pub fn new_message_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// Checks a required name-like text: trimmed, 1 to `max` characters.
 fn check_text(field: &str, value: &str, max: usize) -> ServiceResult<String> {
     let trimmed = value.trim();

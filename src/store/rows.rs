@@ -6,7 +6,7 @@ pub(super) const AGENT_COLUMNS: &str = "SELECT id, display_name, role, banned, c
 pub(super) const ROOM_COLUMNS: &str =
     "SELECT id, name, description, owner_id, visibility, is_lobby, created_at, deleted_at FROM rooms";
 pub(super) const MESSAGE_COLUMNS: &str = "SELECT seq, id, room_id, sender_id, sender_name, content, to_agent_id, \
-     timestamp, removed_by, removed_reason FROM messages";
+     timestamp, removed_by, removed_reason, client_msg_id FROM messages";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct AgentRow {
@@ -41,7 +41,7 @@ pub struct MemberRow {
     pub joined_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, FromRow, serde::Deserialize)]
 pub struct MessageRow {
     pub seq: i64,
     pub id: String,
@@ -53,8 +53,8 @@ pub struct MessageRow {
     pub timestamp: i64,
     pub removed_by: Option<String>,
     pub removed_reason: Option<String>,
-    /// Written, never read back with the message (see `Store::sent_with_client_ids`).
-    #[sqlx(default)]
+    /// Selected with the row rather than defaulted: a column sqlx cannot find costs a
+    /// formatted error per row, which showed up in profiles of 500-row history pages.
     pub client_msg_id: Option<String>,
 }
 

@@ -13,15 +13,16 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-fn assert_uuid_v4(value: &Value) {
+/// Message ids are UUID v7 (time-ordered), the others v4.
+fn assert_uuid(value: &Value, version: u8) {
     let s = value.as_str().unwrap_or_else(|| panic!("expected a UUID string, got {value}"));
     let bytes = s.as_bytes();
     let ok = s.len() == 36
         && [8, 13, 18, 23].iter().all(|&i| bytes[i] == b'-')
         && s.chars().enumerate().all(|(i, c)| [8, 13, 18, 23].contains(&i) || c.is_ascii_hexdigit())
-        && bytes[14] == b'4'
+        && bytes[14] == b'0' + version
         && matches!(bytes[19], b'8' | b'9' | b'a' | b'b' | b'A' | b'B');
-    assert!(ok, "not a UUID v4: {s}");
+    assert!(ok, "not a UUID v{version}: {s}");
 }
 
 fn random_uuid() -> String {
@@ -86,7 +87,7 @@ async fn send_returns_id_timestamp_seq_and_members_get_the_message_event() {
     let before = now_ms();
     let sent = send(&mut alice.client, &room, "hello den").await;
     let after = now_ms();
-    assert_uuid_v4(&sent["messageId"]);
+    assert_uuid(&sent["messageId"], 7);
     let timestamp = sent["timestamp"].as_i64().expect("timestamp");
     assert!(before <= timestamp && timestamp <= after, "timestamp {timestamp} not in [{before}, {after}]");
     let seq = sent["seq"].as_i64().expect("seq");
@@ -392,7 +393,7 @@ async fn dm_reaches_every_connection_of_the_recipient_and_nobody_else() {
 
     let before = now_ms();
     let sent = dm(&mut alice.client, &bob.id, "psst, bob").await;
-    assert_uuid_v4(&sent["messageId"]);
+    assert_uuid(&sent["messageId"], 7);
     let timestamp = sent["timestamp"].as_i64().unwrap();
     assert!(timestamp >= before && timestamp <= now_ms());
     let expected = json!({
@@ -547,6 +548,47 @@ async fn history_before_is_an_exclusive_millisecond_bound() {
     let (messages, has_more) = history(&mut alice.client, &room, json!({ "before": stamps[0] })).await;
     assert!(messages.is_empty());
     assert!(!has_more);
+}
+
+#[tokio::test]
+async fn history_before_matches_the_timestamps_exactly_with_other_rooms_interleaved() {
+    // `before` is answered through the server-wide time index (a time bound becomes a
+    // `seq` bound); messages of another room, several per millisecond, must not shift it.
+    let server = TestServer::start().await;
+    let mut ctrl = server.controller().await;
+    let mut alice = server.participant(&mut ctrl, "Alice").await;
+    let room = create_room(&mut alice.client, "mine", "public").await;
+    let other = create_room(&mut alice.client, "other", "public").await;
+    // Rounds of 16 sends written back to back (committed together, so they share a
+    // millisecond), alternating between the two rooms.
+    let mut mine = Vec::new();
+    for round in 0..4 {
+        for i in 0..16 {
+            let target = if i % 2 == 0 { &room } else { &other };
+            alice.client.send_request("message.send", json!({ "roomId": target, "content": format!("r{round}m{i}") })).await;
+        }
+        for i in 0..16 {
+            let sent = alice.client.next_response().await;
+            if i % 2 == 0 {
+                mine.push((format!("r{round}m{i}"), sent["result"]["timestamp"].as_i64().expect("timestamp")));
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let mut bounds: Vec<i64> = mine.iter().map(|(_, t)| *t).collect();
+    bounds.push(bounds[bounds.len() - 1] + 1);
+    bounds.dedup();
+    assert!(bounds.len() < mine.len(), "some messages share a millisecond: {bounds:?}");
+    for before in bounds {
+        let expected: Vec<String> = mine.iter().filter(|(_, t)| *t < before).map(|(c, _)| c.clone()).collect();
+        let (messages, has_more) = history(&mut alice.client, &room, json!({ "before": before, "limit": 100 })).await;
+        assert_eq!(contents(&messages), expected, "before {before}");
+        assert!(!has_more);
+        let (messages, has_more) = history(&mut alice.client, &room, json!({ "before": before, "limit": 3 })).await;
+        let newest3 = &expected[expected.len().saturating_sub(3)..];
+        assert_eq!(contents(&messages), newest3, "before {before}, limit 3");
+        assert_eq!(has_more, expected.len() > 3);
+    }
 }
 
 #[tokio::test]
