@@ -313,9 +313,16 @@ impl Call {
     }
 }
 
-/// A request id as JSON-RPC allows it (a string, a number or null).
+/// A request id as JSON-RPC allows it (a string, a non-negative integer or null). Read
+/// by its first byte rather than through `Id`'s untagged `Deserialize`, which formats an
+/// error message for each variant it tries before the right one — on every request.
 fn parse_id(raw: &RawValue) -> Result<Id<'static>, ()> {
-    serde_json::from_str::<Id<'_>>(raw.get()).map(Id::into_owned).map_err(|_| ())
+    let text = raw.get().trim_start();
+    match text.as_bytes().first() {
+        Some(b'n') => serde_json::from_str::<()>(text).map(|()| Id::Null).map_err(|_| ()),
+        Some(b'"') => serde_json::from_str::<String>(text).map(|id| Id::Str(id.into())).map_err(|_| ()),
+        _ => serde_json::from_str::<u64>(text).map(Id::Number).map_err(|_| ()),
+    }
 }
 
 fn parse_error(e: &serde_json::Error) -> String {
