@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::extract::ws::Utf8Bytes;
+use tungstenite::Utf8Bytes;
 use broodlink_protocol::Event;
 
 use crate::session::Session;

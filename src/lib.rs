@@ -20,3 +20,4 @@ pub mod session;
 pub mod store;
 pub mod tailscale;
 pub mod transport;
+pub mod websocket;

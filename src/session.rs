@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use axum::extract::ws::Utf8Bytes;
+use tungstenite::Utf8Bytes;
 use broodlink_protocol::{DisconnectedEvent, Event, Role};
 use tokio::sync::{mpsc, Notify};
 

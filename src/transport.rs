@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -22,10 +20,15 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame};
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Bytes, Message, Utf8Bytes};
 
 use crate::dispatch::{Begun, Dispatcher};
 use crate::service::Linkspace;
 use crate::session::{Outbound, Session, RESERVED_SLOTS};
+use crate::websocket::{NotAnUpgrade, Upgrade, WebSocket};
 
 /// Messages one connection may have queued for commit before its reader waits for the
 /// oldest to be answered.
@@ -38,10 +41,14 @@ pub const SHUTDOWN_REASON: &str = "server shutting down";
 /// How long a closing connection's writer may take to flush what is queued.
 const WRITER_GRACE: Duration = Duration::from_secs(5);
 /// Initial WebSocket read buffer per connection.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 2 * 1024;
 /// Bytes the WebSocket writer gathers before writing to the socket (the writer task
 /// also flushes after each batch of queued frames).
-const WRITE_BUFFER: usize = 8 * 1024;
+const WRITE_BUFFER: usize = 2 * 1024;
+/// Text longer than this goes out as fragments of this size: tungstenite formats a
+/// whole frame into its write buffer and never shrinks it, so one 300 KB history page
+/// kept 300 KB per connection for good (measured: 314 KiB each over 300 connections).
+const FRAGMENT: usize = 16 * 1024;
 
 pub struct Transport {
     pub linkspace: Arc<Linkspace>,
@@ -91,19 +98,19 @@ async fn healthz(State(transport): State<Arc<Transport>>) -> impl IntoResponse {
 }
 
 async fn upgrade(
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, NotAnUpgrade>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     State(transport): State<Arc<Transport>>,
 ) -> Response {
-    let Ok(ws) = ws else {
-        let text = "BroodLink speaks JSON-RPC 2.0 over WebSocket: connect with a WebSocket client to this URL.\n";
-        return (StatusCode::UPGRADE_REQUIRED, text).into_response();
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(refused) => return refused.into_response(),
     };
     // Small buffers: tungstenite's defaults (128 KiB each way) would dominate the memory
     // of an idle connection; they grow for a large frame and most frames are small.
-    let ws = ws
-        .max_message_size(transport.max_frame_bytes)
-        .max_frame_size(transport.max_frame_bytes)
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(transport.max_frame_bytes))
+        .max_frame_size(Some(transport.max_frame_bytes))
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER);
     let slot = ConnectionSlot::take(&transport);
@@ -117,12 +124,12 @@ async fn upgrade(
     if let Some(refusal) = refusal {
         // Upgrade, then close with a reason the client can show: a refused HTTP
         // upgrade would reach it as an opaque handshake failure.
-        return ws.on_upgrade(move |mut socket| async move {
+        return ws.accept(config, move |mut socket| async move {
             let reason = Utf8Bytes::from_static(refusal);
-            let _ = socket.send(Message::Close(Some(CloseFrame { code: 1013, reason }))).await;
+            let _ = socket.send(Message::Close(Some(CloseFrame { code: 1013.into(), reason }))).await;
         });
     }
-    ws.on_upgrade(move |socket| connection(socket, remote, transport, slot))
+    ws.accept(config, move |socket| connection(socket, remote, transport, slot))
 }
 
 /// One of the `limits.maxConnections` places, given back when the connection ends.
@@ -240,7 +247,7 @@ async fn read_frames(
                 }
                 continue;
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
             Some(Err(e)) => {
                 if let Some((code, reason)) = close_code_for(e) {
                     session.close_with(code, reason);
@@ -295,27 +302,23 @@ async fn answer(session: &Arc<Session>, response: Option<String>) -> bool {
     }
 }
 
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Receiver<Outbound>) {
+async fn write_loop(mut sink: Sink, mut queue: mpsc::Receiver<Outbound>) {
     while let Some(first) = queue.recv().await {
         let mut next = Some(first);
         while let Some(item) = next {
             match item {
-                Outbound::Frame(frame) => {
-                    if !matches!(tokio::time::timeout(WRITE_TIMEOUT, sink.feed(Message::Text(frame))).await, Ok(Ok(())))
-                    {
+                Outbound::Frame(text) => {
+                    if !feed_text(&mut sink, text).await {
                         return;
                     }
                 }
                 Outbound::Ping => {
-                    if !matches!(
-                        tokio::time::timeout(WRITE_TIMEOUT, sink.feed(Message::Ping(Default::default()))).await,
-                        Ok(Ok(()))
-                    ) {
+                    if !feed(&mut sink, Message::Ping(Bytes::new())).await {
                         return;
                     }
                 }
                 Outbound::Close { code, reason } => {
-                    let frame = CloseFrame { code, reason: Utf8Bytes::from(truncate(&reason, 123)) };
+                    let frame = CloseFrame { code: code.into(), reason: Utf8Bytes::from(truncate(&reason, 123)) };
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     return;
                 }
@@ -327,6 +330,32 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Re
         }
     }
     let _ = sink.close().await;
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+/// Buffers one message for the socket; false when the client failed or stalled.
+async fn feed(sink: &mut Sink, message: Message) -> bool {
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, sink.feed(message)).await, Ok(Ok(())))
+}
+
+/// Buffers a text message: whole, or if longer than `FRAGMENT` as fragments of that
+/// size (split anywhere: a character may span two fragments, RFC 6455 §5.6).
+async fn feed_text(sink: &mut Sink, text: Utf8Bytes) -> bool {
+    if text.len() <= FRAGMENT {
+        return feed(sink, Message::Text(text)).await;
+    }
+    let bytes = Bytes::from(text);
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = (start + FRAGMENT).min(bytes.len());
+        let opcode = OpCode::Data(if start == 0 { Data::Text } else { Data::Continue });
+        if !feed(sink, Message::Frame(Frame::message(bytes.slice(start..end), opcode, end == bytes.len()))).await {
+            return false;
+        }
+        start = end;
+    }
+    true
 }
 
 /// When to ping a quiet connection, and when to give it up for dead. Anything the
@@ -388,8 +417,8 @@ impl Keepalive {
 
 /// The close status a failed read deserves (RFC 6455 §7.4.1), if the peer is still
 /// there to receive one.
-fn close_code_for(error: axum::Error) -> Option<(u16, &'static str)> {
-    match error.into_inner().downcast_ref::<tungstenite::Error>()? {
+fn close_code_for(error: tungstenite::Error) -> Option<(u16, &'static str)> {
+    match error {
         tungstenite::Error::Capacity(_) => Some((1009, "frame too large")),
         tungstenite::Error::Utf8(_) => Some((1007, "text frame is not valid UTF-8")),
         tungstenite::Error::Protocol(_) => Some((1002, "WebSocket protocol error")),

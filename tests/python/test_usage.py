@@ -220,3 +220,14 @@ def test_generated_methods_are_documented() -> None:
     for name in ("list_rooms", "send_message", "join_room", "room_history"):
         doc = getattr(client, name).__doc__
         assert doc and "Wire method" in doc, name
+
+
+async def test_a_history_page_larger_than_one_websocket_fragment(clients: Clients) -> None:
+    """The server sends text longer than 16 KiB in fragments; the client joins them."""
+    alice = await clients.participant("long-writer")
+    room_id = (await alice.create_room("long pages"))["room"]["roomId"]
+    contents = [f"{i:02} " + "é" * 4000 for i in range(12)]
+    for content in contents:
+        await alice.send_message(room_id, content)
+    page = await alice.room_history(room_id, limit=12)
+    assert [m["content"] for m in page["messages"]] == contents

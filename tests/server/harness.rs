@@ -613,12 +613,31 @@ impl RawSocket {
         }
     }
 
-    /// Sends a request and returns the next text frame that is not an event (events and
-    /// control frames before it are dropped). Panics if the server closes first.
+    /// The next message: a data frame, or the fragments of one joined (the server
+    /// fragments long text), or a control frame. `None` once the server has closed.
+    pub async fn read_message(&mut self) -> Option<RawFrame> {
+        let mut message: Option<RawFrame> = None;
+        loop {
+            let frame = self.read_frame().await?;
+            if frame.opcode >= opcode::CLOSE {
+                return Some(frame);
+            }
+            match &mut message {
+                None => message = Some(frame.clone()),
+                Some(started) => started.payload.extend_from_slice(&frame.payload),
+            }
+            if frame.fin {
+                return message.map(|m| RawFrame { fin: true, ..m });
+            }
+        }
+    }
+
+    /// Sends a request and returns the next text message that is not an event (events
+    /// and control frames before it are dropped). Panics if the server closes first.
     pub async fn call(&mut self, request: &Value) -> Value {
         self.send_text(&request.to_string()).await.expect("send");
         loop {
-            let frame = tokio::time::timeout(TIMEOUT, self.read_frame())
+            let frame = tokio::time::timeout(TIMEOUT, self.read_message())
                 .await
                 .expect("timed out waiting for a response")
                 .expect("connection closed while waiting for a response");

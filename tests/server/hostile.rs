@@ -422,7 +422,7 @@ async fn a_client_that_never_reads_is_cut_off_as_a_slow_consumer_without_slowing
         let mut last: Vec<RawFrame> = Vec::new();
         let mut frame_bytes = 0;
         let read_all = async {
-            while let Some(frame) = lurker.read_frame().await {
+            while let Some(frame) = lurker.read_message().await {
                 if let Some(event) = frame.json().filter(|e| e["method"] == "message") {
                     got.push(event["params"]["message"]["content"].as_str().unwrap()[..5].parse::<usize>().unwrap());
                     frame_bytes = frame.payload.len();

@@ -657,3 +657,56 @@ async fn shutdown_says_goodbye_to_unauthenticated_connections_too() {
     assert_eq!(goodbye.len(), 1, "{events:?}");
     assert_eq!(goodbye[0]["params"], json!({ "reason": "server shutting down", "retry": true }));
 }
+
+#[tokio::test]
+async fn a_response_longer_than_16_kib_arrives_in_fragments_that_join_to_the_whole() {
+    // The server writes long text as fragments of at most 16 KiB, so no connection's
+    // write buffer grows to (and keeps) the size of the longest response it sent.
+    const FRAGMENT: usize = 16 * 1024;
+    let server = TestServer::start_with(|c| c.limits.unlimited_rates()).await;
+    let mut ctrl = server.controller().await;
+    let mut alice = server.participant(&mut ctrl, "Alice").await;
+    let room = alice.client.ok("room.create", json!({ "name": "long" })).await["room"]["roomId"].clone();
+    let content = |i: usize| format!("{i:03} {}é", "x".repeat(995));
+    for i in 0..100 {
+        alice.client.send_request("message.send", json!({ "roomId": room, "content": content(i) })).await;
+    }
+    for _ in 0..100 {
+        assert!(alice.client.next_response().await["result"]["seq"].is_i64());
+    }
+
+    let mut raw = RawSocket::connect(server.addr).await.expect("connects");
+    let auth = json!({ "jsonrpc": "2.0", "id": 1, "method": "auth", "params": { "apiKey": alice.key } });
+    assert!(raw.call(&auth).await.get("result").is_some());
+    let request = json!({ "jsonrpc": "2.0", "id": 2, "method": "room.history", "params": { "roomId": room, "limit": 100 } });
+    raw.send_text(&request.to_string()).await.expect("send");
+    // The frames of the response (events before it are skipped whole).
+    let mut frames = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(TIMEOUT, raw.read_frame()).await.expect("in time").expect("open");
+        let done = frame.fin;
+        frames.push(frame);
+        if done {
+            if frames.len() > 1 || frames[0].json().is_some_and(|json| json["id"] == json!(2)) {
+                break;
+            }
+            frames.clear();
+        }
+    }
+    assert!(frames.len() > 1, "a ~100 KB response in one frame");
+    assert_eq!(frames[0].opcode, opcode::TEXT);
+    assert!(frames[1..].iter().all(|f| f.opcode == opcode::CONTINUATION), "then continuation frames");
+    assert!(frames.iter().all(|f| f.payload.len() <= FRAGMENT), "fragments of at most 16 KiB");
+    // A two-byte character split between fragments is still whole once they are joined.
+    let whole: Vec<u8> = frames.iter().flat_map(|f| f.payload.iter().copied()).collect();
+    let response: Value = serde_json::from_slice(&whole).expect("the fragments join to one JSON text");
+    assert_eq!(response["id"], json!(2));
+    let messages = response["result"]["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 100);
+    assert!(messages.iter().enumerate().all(|(i, m)| m["content"] == json!(content(i))));
+
+    // The tungstenite-based client joins them too, and the connection goes on.
+    let page = alice.client.ok("room.history", json!({ "roomId": room, "limit": 100 })).await;
+    assert_eq!(page["messages"].as_array().map(Vec::len), Some(100));
+    still_works(&mut alice.client).await;
+}

@@ -52,6 +52,18 @@ describe("methods", () => {
         assert.equal(controller.motd, null);
     });
 
+    test("a history page larger than one WebSocket fragment (16 KiB) arrives whole", async () => {
+        const writer = client({ apiKey: check("agent.invite", await controller.inviteAgent("Long")).apiKey });
+        await writer.connect();
+        const roomId = (await writer.createRoom("long pages")).room.roomId;
+        const contents = Array.from({ length: 12 }, (_, i) => `${String(i).padStart(2, "0")} ${"é".repeat(4000)}`);
+        for (const content of contents) {
+            await writer.sendMessage(roomId, content);
+        }
+        const page = await writer.roomHistory(roomId, 12);
+        assert.deepEqual(page.messages.map((m) => m.content), contents);
+    });
+
     test("agent group", async () => {
         const invitedAlice = check("agent.invite", await controller.inviteAgent("Alice"));
         assert.equal(invitedAlice.role, "participant");

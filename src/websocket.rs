@@ -1,0 +1,107 @@
+//! The WebSocket opening handshake (RFC 6455 §4.2) over axum's HTTP/1.1, and the
+//! socket it yields: tokio-tungstenite's own stream rather than axum's wrapper, whose
+//! `Message` cannot carry a raw frame. The writer needs raw frames to send a large
+//! response in fragments, so that no connection's write buffer grows to the size of
+//! the largest response it ever got (tungstenite never shrinks it).
+
+use std::future::Future;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::protocol::{Role, WebSocketConfig};
+
+/// An open server-side WebSocket.
+pub type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// A request to open a WebSocket, checked and ready to be accepted.
+pub struct Upgrade {
+    accept: HeaderValue,
+    on_upgrade: OnUpgrade,
+}
+
+/// Why a request is not a WebSocket opening handshake.
+#[derive(Debug, thiserror::Error)]
+pub enum NotAnUpgrade {
+    #[error("`Connection: upgrade` is missing")]
+    Connection,
+    #[error("`Upgrade: websocket` is missing")]
+    UpgradeHeader,
+    #[error("`Sec-WebSocket-Version: 13` is missing")]
+    Version,
+    #[error("`Sec-WebSocket-Key` is missing")]
+    Key,
+    #[error("this connection cannot be upgraded")]
+    NotUpgradable,
+}
+
+impl IntoResponse for NotAnUpgrade {
+    fn into_response(self) -> Response {
+        let text = format!(
+            "BroodLink speaks JSON-RPC 2.0 over WebSocket: connect with a WebSocket client to this URL ({self}).\n"
+        );
+        (StatusCode::UPGRADE_REQUIRED, text).into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = NotAnUpgrade;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let headers = &parts.headers;
+        if !has_token(headers, header::CONNECTION, "upgrade") {
+            return Err(NotAnUpgrade::Connection);
+        }
+        if !has_token(headers, header::UPGRADE, "websocket") {
+            return Err(NotAnUpgrade::UpgradeHeader);
+        }
+        if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+            return Err(NotAnUpgrade::Version);
+        }
+        let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(NotAnUpgrade::Key)?;
+        let accept = HeaderValue::from_str(&tungstenite::handshake::derive_accept_key(key.as_bytes()))
+            .map_err(|_| NotAnUpgrade::Key)?;
+        let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(NotAnUpgrade::NotUpgradable)?;
+        Ok(Upgrade { accept, on_upgrade })
+    }
+}
+
+impl Upgrade {
+    /// Answers `101 Switching Protocols` and, once the connection has switched, runs
+    /// `serve` with the WebSocket on a task of its own.
+    pub fn accept<F, Fut>(self, config: WebSocketConfig, serve: F) -> Response
+    where
+        F: FnOnce(WebSocket) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Upgrade { accept, on_upgrade } = self;
+        tokio::spawn(async move {
+            // Fails only if the client went away before the switch.
+            let Ok(upgraded) = on_upgrade.await else { return };
+            let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+            serve(socket).await;
+        });
+        let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        response
+    }
+}
+
+/// Whether a comma-separated header holds `token` (case-insensitively), as in
+/// `Connection: keep-alive, Upgrade`.
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|part| part.trim().eq_ignore_ascii_case(token))
+}
