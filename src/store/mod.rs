@@ -84,11 +84,11 @@ impl Store {
         .busy_timeout(std::time::Duration::from_secs(5));
         let writer = pool(options.clone(), 1).await?;
         sqlx::migrate!("./migrations").run(&writer).await?;
-        // An in-memory database exists per connection, so readers must share the writer's.
         // A query's rows cross from sqlx's worker thread to the caller through a channel;
         // with room for a whole history page the worker never waits for the caller
         // half-way through one (sqlx's default of 50 made a 500-row page ping-pong).
         let reader_options = options.read_only(true).row_buffer_size(ROWS_PER_HANDOFF);
+        // An in-memory database exists per connection, so readers must share the writer's.
         let reader = if in_memory { writer.clone() } else { pool(reader_options, 4).await? };
         Ok(Store { writer, reader })
     }
