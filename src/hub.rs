@@ -7,8 +7,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tungstenite::Utf8Bytes;
 use broodlink_protocol::Event;
+use tungstenite::Utf8Bytes;
 
 use crate::session::Session;
 

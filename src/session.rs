@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use tungstenite::Utf8Bytes;
 use broodlink_protocol::{DisconnectedEvent, Event, Role};
 use tokio::sync::{mpsc, Notify};
+use tungstenite::Utf8Bytes;
 
 /// What the writer task sends next.
 #[derive(Debug)]

@@ -63,6 +63,7 @@ pub async fn run(target: &Target, args: &FanoutArgs) -> Result<FanoutReport, Ben
         duration: args.duration,
         size: args.size,
         spread: true,
+        client_msg_ids: false,
     };
     traffic::validate(&plan)?;
     with_fleet(target, async |fleet| {

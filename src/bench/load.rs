@@ -31,6 +31,8 @@ pub struct Sender {
     /// Message size in bytes.
     pub size: usize,
     pub clock: Clock,
+    /// Whether messages carry a `clientMsgId` (the stamp id, unique in a run).
+    pub client_msg_ids: bool,
 }
 
 /// A fixed schedule shared by `senders` senders: message `g` (its stamp id) is due at
@@ -98,7 +100,11 @@ fn micros(d: Duration) -> u64 {
 }
 
 fn params(sender: &Sender, stamp: Stamp) -> MessageSendParams {
-    MessageSendParams { room_id: sender.room_id.clone(), content: stamp.content(sender.size), client_msg_id: None }
+    MessageSendParams {
+        room_id: sender.room_id.clone(),
+        content: stamp.content(sender.size),
+        client_msg_id: sender.client_msg_ids.then(|| format!("bench-{}", stamp.id)),
+    }
 }
 
 /// Sends back to back until `end`; stamp ids come from the shared counter.

@@ -30,6 +30,10 @@ pub struct SendArgs {
     /// Message size in bytes
     #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// Give every message a clientMsgId, as the generated clients do (the server then
+    /// looks each commit batch's ids up, to answer retries)
+    #[arg(long)]
+    pub client_msg_ids: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +45,7 @@ pub struct SendReport {
     pub target_rate: Option<f64>,
     pub duration_s: f64,
     pub message_bytes: usize,
+    pub client_msg_ids: bool,
     pub acked: u64,
     /// Acked messages per second, from the first send to the last ack.
     pub acked_per_s: f64,
@@ -61,6 +66,7 @@ pub async fn run(target: &Target, args: &SendArgs) -> Result<SendReport, BenchEr
         duration: args.duration,
         size: args.size,
         spread: false,
+        client_msg_ids: args.client_msg_ids,
     };
     traffic::validate(&plan)?;
     with_fleet(target, async |fleet| {
@@ -73,6 +79,7 @@ pub async fn run(target: &Target, args: &SendArgs) -> Result<SendReport, BenchEr
             target_rate: args.rate,
             duration_s: seconds(args.duration),
             message_bytes: args.size,
+            client_msg_ids: args.client_msg_ids,
             acked: outcome.acked,
             acked_per_s: per_second(outcome.acked, send_s),
             ack_latency: Latency::of(&outcome.ack_latency),
@@ -95,8 +102,12 @@ impl Report for SendReport {
             None => "closed loop".to_owned(),
         };
         let mut table = Table::new(format!(
-            "bench send: {} agents in {} room(s), {pace}, {} s, {}-byte messages",
-            self.agents, self.rooms, self.duration_s, self.message_bytes
+            "bench send: {} agents in {} room(s), {pace}, {} s, {}-byte messages{}",
+            self.agents,
+            self.rooms,
+            self.duration_s,
+            self.message_bytes,
+            if self.client_msg_ids { ", each with a clientMsgId" } else { "" }
         ));
         table
             .row("acked messages", self.acked)

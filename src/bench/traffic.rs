@@ -47,6 +47,8 @@ pub struct Plan {
     pub size: usize,
     /// Track latency to each message's first and last recipient (open pace only).
     pub spread: bool,
+    /// Give every message a `clientMsgId`, as the generated clients do.
+    pub client_msg_ids: bool,
 }
 
 /// What a traffic run measured.
@@ -94,7 +96,13 @@ pub async fn run(fleet: &mut Fleet, plan: &Plan) -> Result<Outcome, BenchError> 
     let ids = Arc::new(AtomicU64::new(0));
     let mut senders = Vec::with_capacity(plan.senders);
     for (index, client) in crew.clients.drain(..plan.senders).enumerate() {
-        let sender = Sender { member: index, room_id: crew.rooms[crew.room_of[index]].clone(), size: plan.size, clock };
+        let sender = Sender {
+            member: index,
+            room_id: crew.rooms[crew.room_of[index]].clone(),
+            size: plan.size,
+            clock,
+            client_msg_ids: plan.client_msg_ids,
+        };
         let ids = ids.clone();
         let pace = plan.pace;
         let total_senders = plan.senders as u64;

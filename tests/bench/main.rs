@@ -46,7 +46,8 @@ async fn assert_cleaned_up(server: &TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_closed_loop_delivers_every_message_once_in_order() {
     let server = bench_server().await;
-    let args = SendArgs { agents: 4, duration: Duration::from_secs(1), rate: None, rooms: 1, size: 64 };
+    let args =
+        SendArgs { agents: 4, duration: Duration::from_secs(1), rate: None, rooms: 1, size: 64, client_msg_ids: false };
     let report = send::run(&target(&server), &args).await.expect("send runs");
     assert_passed("send", &report.checks);
     assert!(report.acked > 0, "{report:?}");
@@ -59,7 +60,15 @@ async fn send_closed_loop_delivers_every_message_once_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_open_loop_over_two_rooms_passes() {
     let server = bench_server().await;
-    let args = SendArgs { agents: 4, duration: Duration::from_secs(1), rate: Some(200.0), rooms: 2, size: 100 };
+    // With a clientMsgId on every message, as the generated clients send them.
+    let args = SendArgs {
+        agents: 4,
+        duration: Duration::from_secs(1),
+        rate: Some(200.0),
+        rooms: 2,
+        size: 100,
+        client_msg_ids: true,
+    };
     let report = send::run(&target(&server), &args).await.expect("send runs");
     assert_passed("send --rate", &report.checks);
     assert_eq!(report.acked, 200, "{report:?}");
@@ -127,7 +136,14 @@ async fn history_pages_hold_exactly_the_acked_messages() {
 async fn a_wrong_key_is_an_error_not_a_report() {
     let server = bench_server().await;
     let target = Target { url: server.url(), controller_key: "bl_k_ctrl_wrong".into(), keep: false };
-    let args = SendArgs { agents: 2, duration: Duration::from_millis(100), rate: None, rooms: 1, size: 64 };
+    let args = SendArgs {
+        agents: 2,
+        duration: Duration::from_millis(100),
+        rate: None,
+        rooms: 1,
+        size: 64,
+        client_msg_ids: false,
+    };
     let error = send::run(&target, &args).await.expect_err("a wrong key cannot run");
     assert_eq!(error.rpc_code(), Some(4002), "{error}");
 }
@@ -136,7 +152,8 @@ async fn a_wrong_key_is_an_error_not_a_report() {
 async fn impossible_arguments_are_refused_before_connecting() {
     // Nothing listens here: the arguments must be rejected first.
     let target = Target { url: "ws://127.0.0.1:9".into(), controller_key: "bl_k_ctrl_unused".into(), keep: false };
-    let lonely = SendArgs { agents: 1, duration: Duration::from_secs(1), rate: None, rooms: 1, size: 64 };
+    let lonely =
+        SendArgs { agents: 1, duration: Duration::from_secs(1), rate: None, rooms: 1, size: 64, client_msg_ids: false };
     let error = send::run(&target, &lonely).await.expect_err("one agent cannot be delivered to");
     assert!(matches!(error, broodlink::bench::BenchError::InvalidArgs(_)), "{error}");
     let no_rate = FanoutArgs { members: 3, senders: 1, rate: 0.0, duration: Duration::from_secs(1), size: 64 };

@@ -565,7 +565,10 @@ async fn history_before_matches_the_timestamps_exactly_with_other_rooms_interlea
     for round in 0..4 {
         for i in 0..16 {
             let target = if i % 2 == 0 { &room } else { &other };
-            alice.client.send_request("message.send", json!({ "roomId": target, "content": format!("r{round}m{i}") })).await;
+            alice
+                .client
+                .send_request("message.send", json!({ "roomId": target, "content": format!("r{round}m{i}") }))
+                .await;
         }
         for i in 0..16 {
             let sent = alice.client.next_response().await;

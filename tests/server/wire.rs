@@ -678,7 +678,8 @@ async fn a_response_longer_than_16_kib_arrives_in_fragments_that_join_to_the_who
     let mut raw = RawSocket::connect(server.addr).await.expect("connects");
     let auth = json!({ "jsonrpc": "2.0", "id": 1, "method": "auth", "params": { "apiKey": alice.key } });
     assert!(raw.call(&auth).await.get("result").is_some());
-    let request = json!({ "jsonrpc": "2.0", "id": 2, "method": "room.history", "params": { "roomId": room, "limit": 100 } });
+    let request =
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "room.history", "params": { "roomId": room, "limit": 100 } });
     raw.send_text(&request.to_string()).await.expect("send");
     // The frames of the response (events before it are skipped whole).
     let mut frames = Vec::new();
