@@ -38,8 +38,18 @@ pub(super) struct Pending {
 impl Pending {
     /// What identifies a retry of this message: its sender and client id.
     fn client_key(&self) -> Option<(String, String)> {
-        self.client_msg_id.as_ref().map(|id| (self.sender_id.clone(), id.clone()))
+        client_key(&self.sender_id, self.client_msg_id.as_deref())
     }
+}
+
+impl MessageRow {
+    fn client_key(&self) -> Option<(String, String)> {
+        client_key(&self.sender_id, self.client_msg_id.as_deref())
+    }
+}
+
+fn client_key(sender_id: &str, client_msg_id: Option<&str>) -> Option<(String, String)> {
+    client_msg_id.map(|id| (sender_id.to_owned(), id.to_owned()))
 }
 
 struct Job {
@@ -104,16 +114,6 @@ async fn run(linkspace: Weak<Linkspace>, mut jobs: mpsc::Receiver<Job>) {
 impl Linkspace {
     async fn commit_batch(&self, batch: &mut Vec<Job>) {
         let clock = &mut self.write().await;
-        let earlier = match self.sent_earlier(batch).await {
-            Ok(earlier) => earlier,
-            Err(e) => {
-                tracing::error!(error = %e, "looking up client message ids failed");
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(ServiceError::CommitFailed));
-                }
-                return;
-            }
-        };
         let mut rows = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
         // Retries of a message taken earlier in this same batch: (its row, the retry).
@@ -121,15 +121,9 @@ impl Linkspace {
         let mut in_batch = HashMap::new();
         for job in batch.drain(..) {
             let key = job.message.client_key();
-            if let Some(key) = &key {
-                if let Some(result) = earlier.get(key) {
-                    let _ = job.reply.send(Ok(result.clone()));
-                    continue;
-                }
-                if let Some(&row) = in_batch.get(key) {
-                    repeats.push((row, job.reply));
-                    continue;
-                }
+            if let Some(&row) = key.as_ref().and_then(|key| in_batch.get(key)) {
+                repeats.push((row, job.reply));
+                continue;
             }
             // Membership may have changed since the sender was checked: the rule is
             // membership at commit time.
@@ -163,34 +157,63 @@ impl Linkspace {
         }
         let prune_lobby = rows.iter().any(|row| row.to_agent_id.is_none() && self.is_lobby(&row.room_id));
         let lobby = prune_lobby.then_some((self.lobby_id.as_str(), self.config.lobby.history_limit));
-        if let Err(e) = self.store.insert_messages(&rows, lobby).await {
-            tracing::error!(error = %e, messages = rows.len(), "committing messages failed");
-            let replies = accepted.into_iter().map(|(reply, _)| reply).chain(repeats.into_iter().map(|(_, r)| r));
-            for reply in replies {
-                let _ = reply.send(Err(ServiceError::CommitFailed));
+        let inserted = match self.store.insert_messages(&rows, lobby).await {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                tracing::error!(error = %e, messages = rows.len(), "committing messages failed");
+                let replies = accepted.into_iter().map(|(reply, _)| reply).chain(repeats.into_iter().map(|(_, r)| r));
+                for reply in replies {
+                    let _ = reply.send(Err(ServiceError::CommitFailed));
+                }
+                return;
             }
-            return;
-        }
-        let results: Vec<SendResult> = rows
-            .iter()
-            .map(|row| SendResult { message_id: row.id.clone(), timestamp: row.timestamp, seq: row.seq })
-            .collect();
-        for ((row, (reply, session_id)), result) in rows.into_iter().zip(accepted).zip(&results) {
-            self.fan_out(row, session_id);
+        };
+        // Rows the database skipped are retries of messages stored before: they get the
+        // stored message's result and no event. Their `seq` stays unused (a gap).
+        let earlier = if inserted < rows.len() as u64 {
+            match self.sent_earlier(&rows).await {
+                Ok(earlier) => Some(earlier),
+                Err(e) => {
+                    tracing::error!(error = %e, "looking up retried client message ids failed");
+                    None
+                }
+            }
+        } else {
+            Some(HashMap::new())
+        };
+        let mut results = Vec::with_capacity(rows.len());
+        for (row, (reply, session_id)) in rows.into_iter().zip(accepted) {
+            let stored = match (&earlier, row.client_key()) {
+                (Some(earlier), Some(key)) => earlier.get(&key).filter(|stored| stored.seq != row.seq).cloned(),
+                (_, None) => None,
+                // Committed or a retry, it cannot tell: the client retries (with the same
+                // id) and then gets the stored result; members read it in history.
+                (None, Some(_)) => {
+                    let _ = reply.send(Err(ServiceError::CommitFailed));
+                    results.push(None);
+                    continue;
+                }
+            };
+            let result = match stored {
+                Some(stored) => stored,
+                None => {
+                    let result = SendResult { message_id: row.id.clone(), timestamp: row.timestamp, seq: row.seq };
+                    self.fan_out(row, session_id);
+                    result
+                }
+            };
             let _ = reply.send(Ok(result.clone()));
+            results.push(Some(result));
         }
         for (row, reply) in repeats {
-            let _ = reply.send(Ok(results[row].clone()));
+            let _ = reply.send(results[row].clone().ok_or(ServiceError::CommitFailed));
         }
     }
 
-    /// The results of messages already stored under the client ids in `batch`, by
-    /// (sender, client id).
-    async fn sent_earlier(&self, batch: &[Job]) -> StoreResult<HashMap<(String, String), SendResult>> {
-        let ids: Vec<&str> = batch.iter().filter_map(|job| job.message.client_msg_id.as_deref()).collect();
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
+    /// The results of messages stored under the client ids of `rows`, by (sender,
+    /// client id): the rows' own, just committed, and those of messages sent before.
+    async fn sent_earlier(&self, rows: &[MessageRow]) -> StoreResult<HashMap<(String, String), SendResult>> {
+        let ids: Vec<&str> = rows.iter().filter_map(|row| row.client_msg_id.as_deref()).collect();
         let found = self.store.sent_with_client_ids(&ids).await?;
         Ok(found
             .into_iter()

@@ -420,10 +420,15 @@ impl Store {
     /// Stores messages in one transaction (one commit, one fsync). With `lobby` =
     /// `(lobby id, keep)`, prunes the lobby's room messages beyond the newest `keep` in
     /// the same transaction. Returns once committed.
-    pub async fn insert_messages(&self, messages: &[MessageRow], lobby: Option<(&str, u32)>) -> StoreResult<()> {
+    /// Inserts a batch, skipping each message whose sender already stored one under its
+    /// `client_msg_id` (a retry). Returns how many rows it inserted: fewer than given
+    /// means retries, which the caller looks up.
+    pub async fn insert_messages(&self, messages: &[MessageRow], lobby: Option<(&str, u32)>) -> StoreResult<u64> {
         // The whole batch is one statement over a JSON array: every statement is a round
         // trip to sqlx's worker thread (0.15–0.3 ms measured, more than SQLite takes to
         // insert hundreds of rows), and a lone statement commits atomically by itself.
+        // Retries are skipped by the conflict on the client-id index, so the common
+        // batch (no retries) needs no lookup first.
         let rows: Vec<_> = messages
             .iter()
             .map(|m| {
@@ -446,17 +451,17 @@ impl Store {
                                    client_msg_id)
              SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7,
                     value->>8
-             FROM json_each(?)",
+             FROM json_each(?) WHERE true
+             ON CONFLICT (client_msg_id, sender_id) WHERE client_msg_id IS NOT NULL DO NOTHING",
         )
         .bind(rows);
         let Some((lobby_id, keep)) = lobby else {
-            insert.execute(&self.writer).await?;
-            return Ok(());
+            return Ok(insert.execute(&self.writer).await?.rows_affected());
         };
         // The lobby keeps only its newest `keep` room messages (DMs are not subject to
         // it); trimming in the same transaction keeps the limit exact.
         let mut tx = self.writer.begin().await?;
-        insert.execute(&mut *tx).await?;
+        let inserted = insert.execute(&mut *tx).await?.rows_affected();
         sqlx::query(
             "DELETE FROM messages WHERE room_id = ?1 AND to_agent_id IS NULL AND seq < (
                  SELECT seq FROM messages WHERE room_id = ?1 AND to_agent_id IS NULL
@@ -467,7 +472,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(inserted)
     }
 
     /// The stored messages whose client gave one of these ids (of any sender: the
