@@ -14,7 +14,7 @@ use super::views::message_view;
 use super::{new_message_id, Linkspace};
 use crate::error::{ServiceError, ServiceResult};
 use crate::hub::Audience;
-use crate::store::{MessageRow, StoreResult};
+use crate::store::MessageRow;
 
 /// Most messages one transaction takes; more wait for the next one.
 const MAX_BATCH: usize = 512;
@@ -168,60 +168,34 @@ impl Linkspace {
                 return;
             }
         };
-        // Rows the database skipped are retries of messages stored before: they get the
-        // stored message's result and no event. Their `seq` stays unused (a gap).
-        let earlier = if inserted < rows.len() as u64 {
-            match self.sent_earlier(&rows).await {
-                Ok(earlier) => Some(earlier),
-                Err(e) => {
-                    tracing::error!(error = %e, "looking up retried client message ids failed");
-                    None
-                }
-            }
-        } else {
-            Some(HashMap::new())
-        };
+        // A row the database skipped is a retry of a message stored before: it gets that
+        // message's result and no event, and its `seq` stays unused (a gap).
+        let originals: HashMap<(String, String), SendResult> = inserted
+            .originals
+            .iter()
+            .flatten()
+            .map(|row| {
+                let result = SendResult { message_id: row.id.clone(), timestamp: row.timestamp, seq: row.seq };
+                ((row.sender_id.clone(), row.client_msg_id.clone()), result)
+            })
+            .collect();
         let mut results = Vec::with_capacity(rows.len());
         for (row, (reply, session_id)) in rows.into_iter().zip(accepted) {
-            let stored = match (&earlier, row.client_key()) {
-                (Some(earlier), Some(key)) => earlier.get(&key).filter(|stored| stored.seq != row.seq).cloned(),
-                (_, None) => None,
-                // Committed or a retry, it cannot tell: the client retries (with the same
-                // id) and then gets the stored result; members read it in history.
-                (None, Some(_)) => {
-                    let _ = reply.send(Err(ServiceError::CommitFailed));
-                    results.push(None);
-                    continue;
-                }
+            let result = if inserted.seqs.contains(&row.seq) {
+                let result = SendResult { message_id: row.id.clone(), timestamp: row.timestamp, seq: row.seq };
+                self.fan_out(row, session_id);
+                Some(result)
+            } else {
+                // A retry. `None` if its original could not be read back just now: the
+                // client retries (with the same id) and gets it then.
+                row.client_key().and_then(|key| originals.get(&key).cloned())
             };
-            let result = match stored {
-                Some(stored) => stored,
-                None => {
-                    let result = SendResult { message_id: row.id.clone(), timestamp: row.timestamp, seq: row.seq };
-                    self.fan_out(row, session_id);
-                    result
-                }
-            };
-            let _ = reply.send(Ok(result.clone()));
-            results.push(Some(result));
+            let _ = reply.send(result.clone().ok_or(ServiceError::CommitFailed));
+            results.push(result);
         }
         for (row, reply) in repeats {
             let _ = reply.send(results[row].clone().ok_or(ServiceError::CommitFailed));
         }
-    }
-
-    /// The results of messages stored under the client ids of `rows`, by (sender,
-    /// client id): the rows' own, just committed, and those of messages sent before.
-    async fn sent_earlier(&self, rows: &[MessageRow]) -> StoreResult<HashMap<(String, String), SendResult>> {
-        let ids: Vec<&str> = rows.iter().filter_map(|row| row.client_msg_id.as_deref()).collect();
-        let found = self.store.sent_with_client_ids(&ids).await?;
-        Ok(found
-            .into_iter()
-            .map(|row| {
-                let result = SendResult { message_id: row.id, timestamp: row.timestamp, seq: row.seq };
-                ((row.sender_id, row.client_msg_id), result)
-            })
-            .collect())
     }
 
     /// Whether the sender may still post there (room messages outside the lobby).

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{Connection, SqlitePool};
 
 pub use backup::{backup_into, inspect, DatabaseSummary};
 pub use rows::*;
@@ -421,47 +421,18 @@ impl Store {
     /// `(lobby id, keep)`, prunes the lobby's room messages beyond the newest `keep` in
     /// the same transaction. Returns once committed.
     /// Inserts a batch, skipping each message whose sender already stored one under its
-    /// `client_msg_id` (a retry). Returns how many rows it inserted: fewer than given
-    /// means retries, which the caller looks up.
-    pub async fn insert_messages(&self, messages: &[MessageRow], lobby: Option<(&str, u32)>) -> StoreResult<u64> {
-        // The whole batch is one statement over a JSON array: every statement is a round
-        // trip to sqlx's worker thread (0.15–0.3 ms measured, more than SQLite takes to
-        // insert hundreds of rows), and a lone statement commits atomically by itself.
-        // Retries are skipped by the conflict on the client-id index, so the common
-        // batch (no retries) needs no lookup first.
-        let rows: Vec<_> = messages
-            .iter()
-            .map(|m| {
-                (
-                    m.seq,
-                    &m.id,
-                    &m.room_id,
-                    &m.sender_id,
-                    &m.sender_name,
-                    &m.content,
-                    &m.to_agent_id,
-                    m.timestamp,
-                    &m.client_msg_id,
-                )
-            })
-            .collect();
-        let rows = serde_json::to_string(&rows)?;
-        let insert = sqlx::query(
-            "INSERT INTO messages (seq, id, room_id, sender_id, sender_name, content, to_agent_id, timestamp,
-                                   client_msg_id)
-             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7,
-                    value->>8
-             FROM json_each(?) WHERE true
-             ON CONFLICT (client_msg_id, sender_id) WHERE client_msg_id IS NOT NULL DO NOTHING",
-        )
-        .bind(rows);
+    /// `client_msg_id` (a retry), and reads back the messages the skipped ones retry.
+    pub async fn insert_messages(&self, messages: &[MessageRow], lobby: Option<(&str, u32)>) -> StoreResult<Inserted> {
+        let mut connection = self.writer.acquire().await?;
         let Some((lobby_id, keep)) = lobby else {
-            return Ok(insert.execute(&self.writer).await?.rows_affected());
+            // One statement commits atomically by itself.
+            return insert_batch(&mut connection, messages).await;
         };
         // The lobby keeps only its newest `keep` room messages (DMs are not subject to
-        // it); trimming in the same transaction keeps the limit exact.
-        let mut tx = self.writer.begin().await?;
-        let inserted = insert.execute(&mut *tx).await?.rows_affected();
+        // it); trimming in the same transaction keeps the limit exact, and trimming after
+        // the read-back keeps a retry's original readable.
+        let mut tx = connection.begin().await?;
+        let inserted = insert_batch(&mut tx, messages).await?;
         sqlx::query(
             "DELETE FROM messages WHERE room_id = ?1 AND to_agent_id IS NULL AND seq < (
                  SELECT seq FROM messages WHERE room_id = ?1 AND to_agent_id IS NULL
@@ -473,19 +444,6 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(inserted)
-    }
-
-    /// The stored messages whose client gave one of these ids (of any sender: the
-    /// caller matches senders). One query for a whole commit batch.
-    pub async fn sent_with_client_ids(&self, client_ids: &[&str]) -> StoreResult<Vec<ClientMsgRow>> {
-        let ids = serde_json::Value::from(client_ids.to_vec()).to_string();
-        Ok(sqlx::query_as::<_, ClientMsgRow>(
-            "SELECT client_msg_id, sender_id, id, seq, timestamp FROM messages
-             WHERE client_msg_id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(ids)
-        .fetch_all(&self.writer)
-        .await?)
     }
 
     pub async fn message(&self, id: &str) -> StoreResult<Option<MessageRow>> {
@@ -624,4 +582,65 @@ async fn upsert_member(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// What inserting a batch of messages did.
+pub struct Inserted {
+    /// The `seq`s of the rows stored; the rest were retries (their client id was taken).
+    pub seqs: std::collections::HashSet<i64>,
+    /// The stored messages the skipped rows retry; `None` if reading them back failed
+    /// (the new rows are stored all the same).
+    pub originals: Option<Vec<ClientMsgRow>>,
+}
+
+/// One INSERT for the whole batch, over a JSON array: every statement is a round trip to
+/// sqlx's worker thread (0.15–0.3 ms measured, more than SQLite takes to insert hundreds
+/// of rows). Retries are skipped by the conflict on the client-id index, so the usual
+/// batch (no retries) needs no lookup, and `RETURNING` says which rows went in.
+async fn insert_batch(connection: &mut sqlx::SqliteConnection, messages: &[MessageRow]) -> StoreResult<Inserted> {
+    let rows: Vec<_> = messages
+        .iter()
+        .map(|m| {
+            (
+                m.seq,
+                &m.id,
+                &m.room_id,
+                &m.sender_id,
+                &m.sender_name,
+                &m.content,
+                &m.to_agent_id,
+                m.timestamp,
+                &m.client_msg_id,
+            )
+        })
+        .collect();
+    let seqs: std::collections::HashSet<i64> = sqlx::query_scalar(
+        "INSERT INTO messages (seq, id, room_id, sender_id, sender_name, content, to_agent_id, timestamp,
+                               client_msg_id)
+         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8
+         FROM json_each(?) WHERE true
+         ON CONFLICT (client_msg_id, sender_id) WHERE client_msg_id IS NOT NULL DO NOTHING
+         RETURNING seq",
+    )
+    .bind(serde_json::to_string(&rows)?)
+    .fetch_all(&mut *connection)
+    .await?
+    .into_iter()
+    .collect();
+    let skipped: Vec<&str> =
+        messages.iter().filter(|m| !seqs.contains(&m.seq)).filter_map(|m| m.client_msg_id.as_deref()).collect();
+    if skipped.is_empty() {
+        return Ok(Inserted { seqs, originals: Some(Vec::new()) });
+    }
+    // Of any sender: the caller matches senders.
+    let originals = sqlx::query_as::<_, ClientMsgRow>(
+        "SELECT client_msg_id, sender_id, id, seq, timestamp FROM messages
+         WHERE client_msg_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(serde_json::to_string(&skipped)?)
+    .fetch_all(&mut *connection)
+    .await
+    .inspect_err(|e| tracing::error!(error = %e, "reading back retried messages failed"))
+    .ok();
+    Ok(Inserted { seqs, originals })
 }

@@ -489,3 +489,50 @@ async fn rate_limit_and_connection_limit_errors_have_human_readable_messages() {
     assert!(calls.message.contains(&format!("retry in {wait} ms")), "message and retryAfterMs differ: {calls:?}");
     assert!(connections.message.contains("limit 1"), "{connections:?}");
 }
+
+#[tokio::test]
+async fn a_retry_committed_with_the_message_that_trims_its_original_from_the_lobby_is_still_a_retry() {
+    // The lobby keeps one message. A retry of the kept message, committed in the same
+    // batch as a new message that trims it, must still be answered with the original
+    // and delivered to nobody (found by review: the original used to be looked up only
+    // after the trim, so the retry went out again under a new id).
+    let server = TestServer::start_with(|c| {
+        c.lobby.history_limit = 1;
+        c.limits.unlimited_rates();
+    })
+    .await;
+    let mut ctrl = server.controller().await;
+    let alice = server.participant(&mut ctrl, "Alice").await;
+    let mut bob = server.participant(&mut ctrl, "Bob").await;
+    let lobby = ctrl.lobby_id();
+    // Alice on a raw socket, so the retry and the new message reach the server in one
+    // TCP write: read together, they are queued before the committer next runs.
+    let mut raw = RawSocket::connect(server.addr).await.expect("connects");
+    let auth = json!({ "jsonrpc": "2.0", "id": 0, "method": "auth", "params": { "apiKey": alice.key } });
+    assert!(raw.call(&auth).await.get("result").is_some());
+    let send = |id: u64, content: &str| {
+        let params = json!({ "roomId": lobby, "content": content, "clientMsgId": content });
+        json!({ "jsonrpc": "2.0", "id": id, "method": "message.send", "params": params }).to_string()
+    };
+    for round in 0..10u64 {
+        let (x, y) = (format!("x{round}"), format!("y{round}"));
+        let original = raw.call(&serde_json::from_str(&send(1, &x)).unwrap()).await;
+        bob.client.clear_events().await;
+        let mut both = encode_frame(0x80 | opcode::TEXT, send(2, &x).as_bytes(), Some([1, 2, 3, 4]));
+        both.extend(encode_frame(0x80 | opcode::TEXT, send(3, &y).as_bytes(), Some([5, 6, 7, 8])));
+        raw.write_raw(&both).await.expect("write");
+        let mut responses = Vec::new();
+        while responses.len() < 2 {
+            let frame = tokio::time::timeout(TIMEOUT, raw.read_message()).await.expect("in time").expect("open");
+            if let Some(json) = frame.json().filter(|json| json.get("id").is_some()) {
+                responses.push(json);
+            }
+        }
+        assert_eq!((responses[0]["id"].clone(), responses[1]["id"].clone()), (json!(2), json!(3)));
+        assert_eq!(responses[0]["result"], original["result"], "round {round}: the retry gets the original");
+        assert!(responses[1]["result"]["seq"].as_i64() > original["result"]["seq"].as_i64());
+        let delivered: Vec<Value> =
+            bob.client.take_events("message").await.into_iter().map(|e| e["message"]["content"].clone()).collect();
+        assert_eq!(delivered, vec![json!(y)], "round {round}: only the new message goes out");
+    }
+}
