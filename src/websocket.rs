@@ -32,9 +32,9 @@ pub enum NotAnUpgrade {
     Connection,
     #[error("`Upgrade: websocket` is missing")]
     UpgradeHeader,
-    #[error("`Sec-WebSocket-Version: 13` is missing")]
+    #[error("`Sec-WebSocket-Version` must be 13")]
     Version,
-    #[error("`Sec-WebSocket-Key` is missing")]
+    #[error("`Sec-WebSocket-Key` must be 16 bytes in base64")]
     Key,
     #[error("this connection cannot be upgraded")]
     NotUpgradable,
@@ -45,7 +45,15 @@ impl IntoResponse for NotAnUpgrade {
         let text = format!(
             "BroodLink speaks JSON-RPC 2.0 over WebSocket: connect with a WebSocket client to this URL ({self}).\n"
         );
-        (StatusCode::UPGRADE_REQUIRED, text).into_response()
+        // A malformed handshake is a bad request (RFC 6455 §4.2.1); anything else is
+        // told which protocol to upgrade to (RFC 9110 §15.5.22, RFC 6455 §4.4).
+        let status =
+            if matches!(self, NotAnUpgrade::Key) { StatusCode::BAD_REQUEST } else { StatusCode::UPGRADE_REQUIRED };
+        let mut response = (status, text).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        response
     }
 }
 
@@ -63,7 +71,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
         if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
             return Err(NotAnUpgrade::Version);
         }
-        let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(NotAnUpgrade::Key)?;
+        let key =
+            headers.get(header::SEC_WEBSOCKET_KEY).filter(|key| is_key(key.as_bytes())).ok_or(NotAnUpgrade::Key)?;
         let accept = HeaderValue::from_str(&tungstenite::handshake::derive_accept_key(key.as_bytes()))
             .map_err(|_| NotAnUpgrade::Key)?;
         let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(NotAnUpgrade::NotUpgradable)?;
@@ -104,4 +113,10 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .any(|part| part.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether a `Sec-WebSocket-Key` is 16 bytes in base64: 22 base64 digits and `==`.
+fn is_key(key: &[u8]) -> bool {
+    let digit = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
+    key.len() == 24 && key[..22].iter().all(digit) && &key[22..] == b"=="
 }

@@ -711,3 +711,37 @@ async fn a_response_longer_than_16_kib_arrives_in_fragments_that_join_to_the_who
     assert_eq!(page["messages"].as_array().map(Vec::len), Some(100));
     still_works(&mut alice.client).await;
 }
+
+#[tokio::test]
+async fn a_broken_websocket_handshake_is_told_what_is_wrong() {
+    let server = TestServer::start().await;
+    let handshake = |version: &str, key: &str| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\n\
+             Sec-WebSocket-Version: {version}\r\nSec-WebSocket-Key: {key}\r\n\r\n",
+            server.addr
+        )
+    };
+    let exchange = |request: String| async move {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.expect("tcp connects");
+        stream.write_all(request.as_bytes()).await.expect("write request");
+        let mut bytes = vec![0; 4096];
+        let n = tokio::time::timeout(TIMEOUT, stream.read(&mut bytes)).await.expect("in time").expect("read");
+        String::from_utf8_lossy(&bytes[..n]).to_lowercase()
+    };
+    let good_key = "dGhlIHNhbXBsZSBub25jZQ==";
+    // RFC 6455's own example key: switched, with its accept value.
+    let switched = exchange(handshake("13", good_key)).await;
+    assert!(switched.starts_with("http/1.1 101"), "{switched}");
+    assert!(switched.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{switched}");
+    // Another protocol version: 426, saying which one.
+    let old = exchange(handshake("8", good_key)).await;
+    assert!(old.starts_with("http/1.1 426"), "{old}");
+    assert!(old.contains("sec-websocket-version: 13") && old.contains("must be 13"), "{old}");
+    // A key that is not 16 bytes in base64: 400.
+    for key in ["", "short==", "dGhlIHNhbXBsZSBub25jZQ"] {
+        let bad = exchange(handshake("13", key)).await;
+        assert!(bad.starts_with("http/1.1 400"), "key {key:?}: {bad}");
+        assert!(bad.contains("sec-websocket-key"), "{bad}");
+    }
+}
