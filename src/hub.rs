@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use broodlink_protocol::Event;
+use broodlink_protocol::{Event, PresenceEvent};
 use tungstenite::Utf8Bytes;
 
 use crate::session::Session;
@@ -23,6 +23,10 @@ struct HubState {
     sessions: HashMap<u64, Arc<Session>>,
     /// Online agents and their connections, in connection order.
     online: HashMap<String, Vec<u64>>,
+    /// For each online agent, the `presence {online: true}` frame every new connection
+    /// gets, serialized once (it names the agent as its first connection does): a fleet
+    /// connecting would otherwise serialize one per online agent per connection.
+    presence: HashMap<String, Utf8Bytes>,
     /// Members of every live room except the lobby (whose members are all agents).
     rooms: HashMap<String, HashSet<String>>,
 }
@@ -67,6 +71,9 @@ impl Hub {
         let conns = state.online.entry(agent_id.to_owned()).or_default();
         conns.push(session.id);
         let first = conns.len() == 1;
+        if first {
+            state.presence.insert(agent_id.to_owned(), presence_frame(agent_id, &session));
+        }
         state.sessions.insert(session.id, session);
         first
     }
@@ -77,19 +84,26 @@ impl Hub {
         let session = state.sessions.remove(&session_id)?;
         let agent_id = session.identity()?.agent_id.clone();
         let conns = state.online.get_mut(&agent_id)?;
+        let was_first = conns.first() == Some(&session_id);
         conns.retain(|id| *id != session_id);
-        if conns.is_empty() {
+        let Some(&next) = conns.first() else {
             state.online.remove(&agent_id);
-            Some(agent_id)
-        } else {
-            None
+            state.presence.remove(&agent_id);
+            return Some(agent_id);
+        };
+        if was_first {
+            if let Some(frame) = state.sessions.get(&next).map(|next| presence_frame(&agent_id, next)) {
+                state.presence.insert(agent_id, frame);
+            }
         }
+        None
     }
 
     /// Removes every connection of an agent and returns them (to be told and closed).
     pub fn take_agent(&self, agent_id: &str) -> Vec<Arc<Session>> {
         let mut state = self.state();
         let ids = state.online.remove(agent_id).unwrap_or_default();
+        state.presence.remove(agent_id);
         ids.iter().filter_map(|id| state.sessions.remove(id)).collect()
     }
 
@@ -97,6 +111,7 @@ impl Hub {
     pub fn take_all(&self) -> Vec<Arc<Session>> {
         let mut state = self.state();
         state.online.clear();
+        state.presence.clear();
         state.sessions.drain().map(|(_, s)| s).collect()
     }
 
@@ -122,18 +137,15 @@ impl Hub {
         self.state().sessions.len()
     }
 
-    /// One `(agent id, display name)` per online agent, except `except`.
-    pub fn online_agents(&self, except: &str) -> Vec<(String, String)> {
+    /// The online agents, except `except`.
+    pub fn online_agents(&self, except: &str) -> Vec<String> {
+        self.state().online.keys().filter(|agent| agent.as_str() != except).cloned().collect()
+    }
+
+    /// The `presence {online: true}` frame of every online agent except `except`.
+    pub fn presence_frames(&self, except: &str) -> Vec<Utf8Bytes> {
         let state = self.state();
-        state
-            .online
-            .iter()
-            .filter(|(agent, _)| agent.as_str() != except)
-            .filter_map(|(agent, conns)| {
-                let name = state.sessions.get(conns.first()?)?.identity()?.display_name.clone();
-                Some((agent.clone(), name))
-            })
-            .collect()
+        state.presence.iter().filter(|(agent, _)| agent.as_str() != except).map(|(_, frame)| frame.clone()).collect()
     }
 
     /// Whether `agent_id` is a member of a live room: `None` if the hub knows no such
@@ -212,4 +224,10 @@ impl Hub {
             }
         }
     }
+}
+
+/// The `presence {online: true}` frame for an agent, named as `session` names it.
+fn presence_frame(agent_id: &str, session: &Session) -> Utf8Bytes {
+    let display_name = session.identity().map(|who| who.display_name.clone()).unwrap_or_default();
+    frame(&Event::Presence(PresenceEvent { agent_id: agent_id.to_owned(), display_name, online: true }))
 }

@@ -7,7 +7,7 @@ use broodlink_protocol::{AuthResult, Event, LobbyRef, PresenceEvent};
 use super::views::role_of;
 use super::{check_text, Linkspace, NAME_MAX};
 use crate::error::{ServiceError, ServiceResult};
-use crate::hub::{frame, Audience};
+use crate::hub::Audience;
 use crate::keys;
 use crate::session::{Identity, Session};
 
@@ -68,8 +68,8 @@ impl Linkspace {
             session.discard_held();
             return Err(ServiceError::Forbidden("this connection is already authenticated"));
         }
-        for (agent_id, display_name) in self.hub.online_agents(&agent.id) {
-            session.push(frame(&Event::Presence(PresenceEvent { agent_id, display_name, online: true })));
+        for presence in self.hub.presence_frames(&agent.id) {
+            session.push(presence);
         }
         if self.hub.connect(session.clone(), &agent.id) {
             let event = Event::Presence(PresenceEvent {

@@ -241,8 +241,7 @@ impl Linkspace {
     /// Returns how many agents were disconnected.
     pub async fn kick_participants(&self, reason: &str) -> u32 {
         let _guard = self.write().await;
-        let agents: Vec<String> =
-            self.hub.online_agents(&self.controller_id).into_iter().map(|(agent_id, _)| agent_id).collect();
+        let agents = self.hub.online_agents(&self.controller_id);
         for agent_id in &agents {
             self.disconnect_agent(agent_id, reason).await;
         }

@@ -454,6 +454,57 @@ async fn a_new_connection_receives_one_presence_per_other_online_agent() {
 }
 
 #[tokio::test]
+async fn the_snapshot_names_an_agent_as_its_oldest_connection_does() {
+    // The snapshot's frames are kept per online agent; they follow its connections.
+    let server = TestServer::start().await;
+    let mut controller = server.controller().await;
+    let invited = controller.ok("agent.invite", json!({ "displayName": "Alice" })).await;
+    let (key, alice_id) = (invited["apiKey"].clone(), invited["agentId"].clone());
+    let as_named = |name: &str| json!({ "apiKey": key, "displayName": name });
+    let mut first = Client::connect(&server.url()).await;
+    first.ok("auth", as_named("Alpha")).await;
+    let mut second = Client::connect(&server.url()).await;
+    second.ok("auth", as_named("Beta")).await;
+    let snapshot_names = |server: &TestServer| {
+        let url = server.url();
+        let key = server.controller_key.clone();
+        let alice_id = alice_id.clone();
+        async move {
+            let mut observer = Client::connect(&url).await;
+            observer.auth(&key).await;
+            let snapshot = observer.take_events("presence").await;
+            snapshot
+                .into_iter()
+                .filter(|p| p["agentId"] == alice_id)
+                .map(|p| p["displayName"].clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(snapshot_names(&server).await, vec![json!("Alpha")]);
+    first.close().await;
+    // Still online through its second connection, now named as that one is.
+    let mut named_beta = Vec::new();
+    for _ in 0..50 {
+        named_beta = snapshot_names(&server).await;
+        if named_beta == vec![json!("Beta")] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(named_beta, vec![json!("Beta")]);
+    second.close().await;
+    let mut gone = vec![json!("Beta")];
+    for _ in 0..50 {
+        gone = snapshot_names(&server).await;
+        if gone.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(gone.is_empty(), "offline agents are not in the snapshot: {gone:?}");
+}
+
+#[tokio::test]
 async fn the_presence_snapshot_arrives_right_after_the_auth_response() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message as Frame;
