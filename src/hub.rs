@@ -65,17 +65,18 @@ impl Hub {
         self.state().rooms.insert(room_id.to_owned(), members.into_iter().collect());
     }
 
-    /// Adds an authenticated connection. Returns whether it is the agent's first.
-    pub fn connect(&self, session: Arc<Session>, agent_id: &str) -> bool {
+    /// Adds an authenticated connection. If it is the agent's first, returns the
+    /// `presence {online: true}` frame that announces the agent.
+    pub fn connect(&self, session: Arc<Session>, agent_id: &str) -> Option<Utf8Bytes> {
         let mut state = self.state();
         let conns = state.online.entry(agent_id.to_owned()).or_default();
         conns.push(session.id);
-        let first = conns.len() == 1;
-        if first {
-            state.presence.insert(agent_id.to_owned(), presence_frame(agent_id, &session));
+        let announce = (conns.len() == 1).then(|| presence_frame(agent_id, &session));
+        if let Some(frame) = &announce {
+            state.presence.insert(agent_id.to_owned(), frame.clone());
         }
         state.sessions.insert(session.id, session);
-        first
+        announce
     }
 
     /// Removes a connection. Returns the agent if this was its last connection.
@@ -189,7 +190,11 @@ impl Hub {
 
     /// Sends an event to an audience, skipping the connection `except`.
     pub fn send(&self, audience: Audience<'_>, event: &Event, except: Option<u64>) {
-        let bytes = frame(event);
+        self.send_frame(audience, frame(event), except);
+    }
+
+    /// Sends an already serialized event frame to an audience, skipping `except`.
+    pub fn send_frame(&self, audience: Audience<'_>, bytes: Utf8Bytes, except: Option<u64>) {
         let state = self.state();
         let deliver = |conns: &Vec<u64>| {
             for id in conns {

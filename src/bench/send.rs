@@ -30,8 +30,8 @@ pub struct SendArgs {
     /// Message size in bytes
     #[arg(long, default_value_t = 64)]
     pub size: usize,
-    /// Give every message a clientMsgId, as the generated clients do (the server then
-    /// looks each commit batch's ids up, to answer retries)
+    /// Give every message a clientMsgId, as the generated clients do (the server's
+    /// unique index on them is what makes retries idempotent)
     #[arg(long)]
     pub client_msg_ids: bool,
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use broodlink_protocol::{AuthResult, Event, LobbyRef, PresenceEvent};
+use broodlink_protocol::{AuthResult, LobbyRef};
 
 use super::views::role_of;
 use super::{check_text, Linkspace, NAME_MAX};
@@ -71,13 +71,8 @@ impl Linkspace {
         for presence in self.hub.presence_frames(&agent.id) {
             session.push(presence);
         }
-        if self.hub.connect(session.clone(), &agent.id) {
-            let event = Event::Presence(PresenceEvent {
-                agent_id: agent.id.clone(),
-                display_name: identity.display_name.clone(),
-                online: true,
-            });
-            self.hub.send(Audience::Everyone, &event, Some(session.id));
+        if let Some(online) = self.hub.connect(session.clone(), &agent.id) {
+            self.hub.send_frame(Audience::Everyone, online, Some(session.id));
         }
         // No write here: `lastSeen` of an online agent is "now" (see `agent_info`), and
         // it is stored when the agent goes offline. An fsync per `auth` would cap how

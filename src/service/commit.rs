@@ -172,11 +172,11 @@ impl Linkspace {
         // message's result and no event, and its `seq` stays unused (a gap).
         let originals: HashMap<(String, String), SendResult> = inserted
             .originals
-            .iter()
+            .into_iter()
             .flatten()
             .map(|row| {
-                let result = SendResult { message_id: row.id.clone(), timestamp: row.timestamp, seq: row.seq };
-                ((row.sender_id.clone(), row.client_msg_id.clone()), result)
+                let result = SendResult { message_id: row.id, timestamp: row.timestamp, seq: row.seq };
+                ((row.sender_id, row.client_msg_id), result)
             })
             .collect();
         let mut results = Vec::with_capacity(rows.len());

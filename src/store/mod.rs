@@ -84,12 +84,8 @@ impl Store {
         .busy_timeout(std::time::Duration::from_secs(5));
         let writer = pool(options.clone(), 1).await?;
         sqlx::migrate!("./migrations").run(&writer).await?;
-        // A query's rows cross from sqlx's worker thread to the caller through a channel;
-        // with room for a whole history page the worker never waits for the caller
-        // half-way through one (sqlx's default of 50 made a 500-row page ping-pong).
-        let reader_options = options.read_only(true).row_buffer_size(ROWS_PER_HANDOFF);
         // An in-memory database exists per connection, so readers must share the writer's.
-        let reader = if in_memory { writer.clone() } else { pool(reader_options, 4).await? };
+        let reader = if in_memory { writer.clone() } else { pool(options.read_only(true), 4).await? };
         Ok(Store { writer, reader })
     }
 
@@ -417,11 +413,10 @@ impl Store {
         Ok(max.unwrap_or(0))
     }
 
-    /// Stores messages in one transaction (one commit, one fsync). With `lobby` =
-    /// `(lobby id, keep)`, prunes the lobby's room messages beyond the newest `keep` in
-    /// the same transaction. Returns once committed.
-    /// Inserts a batch, skipping each message whose sender already stored one under its
-    /// `client_msg_id` (a retry), and reads back the messages the skipped ones retry.
+    /// Stores a batch of messages in one commit (one fsync), skipping each message whose
+    /// sender already stored one under its `client_msg_id` (a retry), and reads back the
+    /// messages the skipped ones retry. With `lobby` = `(lobby id, keep)`, prunes the
+    /// lobby's room messages beyond the newest `keep` in the same commit.
     pub async fn insert_messages(&self, messages: &[MessageRow], lobby: Option<(&str, u32)>) -> StoreResult<Inserted> {
         let mut connection = self.writer.acquire().await?;
         let Some((lobby_id, keep)) = lobby else {
@@ -549,11 +544,6 @@ impl Store {
         Ok(())
     }
 }
-
-/// Rows a read query may hand over before sqlx's worker waits for the caller: a whole
-/// page at the default `maxHistoryPerRoom` (1,000, plus the one that tells whether more
-/// exist).
-const ROWS_PER_HANDOFF: usize = 1024;
 
 async fn pool(options: SqliteConnectOptions, size: u32) -> StoreResult<SqlitePool> {
     Ok(SqlitePoolOptions::new()
