@@ -9,12 +9,11 @@ use broodlink::config::Config;
 use broodlink::dispatch::Dispatcher;
 use broodlink::rpc::Rpc;
 use broodlink::service::{Linkspace, Opened};
-use broodlink::session::{Outbound, Session};
+use broodlink::session::Session;
 use broodlink::store::Store;
 use broodlink_protocol::{BroodLinkApiServer, Event, Message, MessageEvent};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc;
 
 /// A linkspace on `database`, a dispatcher over it, and an authenticated controller
 /// session whose outbound queue is drained in the background.
@@ -33,9 +32,9 @@ async fn setup(database: &Path) -> (Arc<Linkspace>, Dispatcher, Arc<Session>, St
 }
 
 async fn connect(dispatcher: &Dispatcher, key: &str) -> Arc<Session> {
-    let (tx, mut rx) = mpsc::channel::<Outbound>(1 << 16);
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let session = Arc::new(Session::new(1, SocketAddr::from(([127, 0, 0, 1], 1)), tx));
+    let session = Arc::new(Session::new(1, SocketAddr::from(([127, 0, 0, 1], 1)), 1 << 16));
+    let drained = session.clone();
+    tokio::spawn(async move { while drained.outbox().take().await.is_some() {} });
     let auth = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"auth","params":{{"apiKey":"{key}"}}}}"#);
     let response = dispatcher.frame(&session, &auth).await.expect("auth response");
     assert!(response.contains("\"result\""), "{response}");

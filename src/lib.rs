@@ -13,6 +13,7 @@ pub mod hub;
 pub mod instance;
 pub mod keys;
 pub mod limits;
+pub mod outbox;
 pub mod rpc;
 pub mod server;
 pub mod service;

@@ -153,15 +153,7 @@ impl Server {
         );
         let transport =
             Arc::new(Transport::new(self.linkspace.clone(), dispatcher, self.max_request_bytes * 2, alive_tx));
-        let app = transport::router(transport.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        // Small frames must not wait for the peer's delayed ACK (Nagle): without
-        // TCP_NODELAY an ack behind a previous write can take 40 ms.
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |stream: &mut tokio::net::TcpStream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        transport::serve(self.listener, transport::router(transport.clone()), shutdown).await;
 
         tracing::info!("shutting down");
         self.linkspace.close_all(crate::transport::SHUTDOWN_REASON).await;

@@ -6,19 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use broodlink_protocol::{DisconnectedEvent, Event, Role};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tungstenite::Utf8Bytes;
 
-/// What the writer task sends next.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A text frame: a response or an event (events share one allocation across recipients).
-    Frame(Utf8Bytes),
-    /// A WebSocket ping (keepalive).
-    Ping,
-    /// Close the WebSocket with this status code and reason.
-    Close { code: u16, reason: String },
-}
+use crate::outbox::{Outbound, Outbox, Refused};
 
 /// Queue slots kept free for the goodbye (`disconnected` and the close frame): a
 /// connection counts as full this many slots before its queue really is.
@@ -49,7 +40,7 @@ pub struct Session {
     pub id: u64,
     pub remote: SocketAddr,
     identity: OnceLock<Identity>,
-    outbound: mpsc::Sender<Outbound>,
+    outbox: Outbox,
     /// While `Some`, events are parked here instead of queued: `auth` holds them so
     /// that its response goes out before any event, then the transport releases them.
     held: Mutex<Option<Vec<Utf8Bytes>>>,
@@ -59,12 +50,14 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(id: u64, remote: SocketAddr, outbound: mpsc::Sender<Outbound>) -> Session {
+    /// `queue_limit`: frames queued for a client that does not read before it is cut
+    /// off, not counting [`RESERVED_SLOTS`].
+    pub fn new(id: u64, remote: SocketAddr, queue_limit: usize) -> Session {
         Session {
             id,
             remote,
             identity: OnceLock::new(),
-            outbound,
+            outbox: Outbox::new(queue_limit + RESERVED_SLOTS),
             held: Mutex::new(None),
             closed: AtomicBool::new(false),
             close_signal: Notify::new(),
@@ -97,24 +90,30 @@ impl Session {
                 return;
             }
         }
-        if self.outbound.capacity() <= RESERVED_SLOTS {
+        if self.outbox.room() <= RESERVED_SLOTS {
             self.cut_off_slow_consumer();
             return;
         }
-        match self.outbound.try_send(Outbound::Frame(frame)) {
+        match self.outbox.try_push(Outbound::Frame(frame)) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.cut_off_slow_consumer(),
+            Err(Refused::Full) => self.cut_off_slow_consumer(),
             // The connection is already going away.
-            Err(mpsc::error::TrySendError::Closed(_)) => self.close_now(),
+            Err(Refused::Closed) => self.close_now(),
         }
     }
 
-    /// Queues a WebSocket ping, unless the queue is (nearly) full: a client that does
-    /// not read is dealt with by [`Session::push`].
-    pub fn ping(&self) {
-        if !self.is_closed() && self.outbound.capacity() > RESERVED_SLOTS {
-            let _ = self.outbound.try_send(Outbound::Ping);
+    /// Queues a WebSocket control frame (a keepalive ping, the answer to the client's
+    /// ping), unless the queue is (nearly) full: a client that does not read is dealt
+    /// with by [`Session::push`].
+    pub fn control(&self, frame: Outbound) {
+        if !self.is_closed() && self.outbox.room() > RESERVED_SLOTS {
+            let _ = self.outbox.try_push(frame);
         }
+    }
+
+    /// What the connection's writer sends.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// A client whose queue is full is not reading: it is told why (in the slots kept
@@ -128,7 +127,7 @@ impl Session {
     /// Queues a response, waiting for room: the client's own requests are throttled by
     /// its own reading speed.
     pub async fn respond(&self, frame: Utf8Bytes) {
-        let _ = self.outbound.send(Outbound::Frame(frame)).await;
+        let _ = self.outbox.push(Outbound::Frame(frame)).await;
     }
 
     /// Parks events until [`Session::release_held`].
@@ -157,7 +156,7 @@ impl Session {
                 }
             };
             for frame in frames {
-                if self.is_closed() || self.outbound.send(Outbound::Frame(frame)).await.is_err() {
+                if self.is_closed() || self.outbox.push(Outbound::Frame(frame)).await.is_err() {
                     self.discard_held();
                     return;
                 }
@@ -179,8 +178,8 @@ impl Session {
         }
         // Straight into the queue (not `push`, which refuses once closed): the goodbye and
         // the close frame go out if there is room; if not, the connection ends anyway.
-        let _ = self.outbound.try_send(Outbound::Frame(frame));
-        let _ = self.outbound.try_send(Outbound::Close { code, reason: reason.to_owned() });
+        let _ = self.outbox.try_push(Outbound::Frame(frame));
+        let _ = self.outbox.try_push(Outbound::Close { code, reason: reason.to_owned() });
         self.close_signal.notify_one();
     }
 
@@ -189,7 +188,7 @@ impl Session {
     pub fn close_with(&self, code: u16, reason: &str) {
         if !self.closed.swap(true, Ordering::AcqRel) {
             // Never wait here: a client that does not read must not pin this task.
-            let _ = self.outbound.try_send(Outbound::Close { code, reason: reason.to_owned() });
+            let _ = self.outbox.try_push(Outbound::Close { code, reason: reason.to_owned() });
             self.close_signal.notify_one();
         }
     }
@@ -214,7 +213,7 @@ impl Session {
         }
         tokio::select! {
             _ = self.close_signal.notified() => {}
-            _ = self.outbound.closed() => self.close_now(),
+            _ = self.outbox.writer_ended() => self.close_now(),
         }
     }
 }

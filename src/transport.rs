@@ -3,32 +3,36 @@
 //!
 //! The reader handles one frame at a time, except that consecutive `message.send` and
 //! `message.dm` calls are pipelined: once a message has its place in the commit queue
-//! the reader reads on, and responses still go out in the order the requests came. Responses and events share one bounded queue, drained by the
-//! writer, which batches whatever is queued into one flush.
+//! the reader reads on, and responses still go out in the order the requests came.
+//! Responses and events share one bounded queue (the session's outbox), drained by the
+//! writer, which encodes whatever is queued into one write.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, State};
+use std::future::Future;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use broodlink_protocol::{DisconnectedEvent, ErrorCode, Event};
 use futures_util::future::BoxFuture;
-use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::FuturesOrdered;
+use futures_util::StreamExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tungstenite::protocol::frame::coding::{Data, OpCode};
-use tungstenite::protocol::frame::{CloseFrame, Frame};
-use tungstenite::protocol::WebSocketConfig;
-use tungstenite::{Bytes, Message, Utf8Bytes};
+use tower_service::Service;
+use tungstenite::Utf8Bytes;
 
 use crate::dispatch::{Begun, Dispatcher};
+use crate::outbox::Outbound;
 use crate::service::Linkspace;
-use crate::session::{Outbound, Session, RESERVED_SLOTS};
-use crate::websocket::{NotAnUpgrade, Upgrade, WebSocket};
+use crate::session::Session;
+use crate::websocket::{encoded_len, Incoming, NotAnUpgrade, ReadError, Reader, Upgrade, WebSocket, Writer};
 
 /// Messages one connection may have queued for commit before its reader waits for the
 /// oldest to be answered.
@@ -40,15 +44,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SHUTDOWN_REASON: &str = "server shutting down";
 /// How long a closing connection's writer may take to flush what is queued.
 const WRITER_GRACE: Duration = Duration::from_secs(5);
-/// Initial WebSocket read buffer per connection.
-const READ_BUFFER: usize = 2 * 1024;
-/// Bytes the WebSocket writer gathers before writing to the socket (the writer task
-/// also flushes after each batch of queued frames).
-const WRITE_BUFFER: usize = 2 * 1024;
-/// Text longer than this goes out as fragments of this size: tungstenite formats a
-/// whole frame into its write buffer and never shrinks it, so one 300 KB history page
-/// kept 300 KB per connection for good (measured: 314 KiB each over 300 connections).
-const FRAGMENT: usize = 16 * 1024;
 
 pub struct Transport {
     pub linkspace: Arc<Linkspace>,
@@ -85,6 +80,57 @@ impl Transport {
     }
 }
 
+/// Accepts TCP connections and serves HTTP/1.1 on each until `shutdown` resolves; then
+/// lets each HTTP connection finish the request it is on. Upgraded WebSockets live on
+/// in their own tasks (the transport says goodbye to them).
+///
+/// Our own loop rather than `axum::serve`, which wraps every connection in a private
+/// type (to detect HTTP/2) and so hides the TCP stream an upgraded WebSocket is split
+/// from.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
+    let (_stop, stopping) = tokio::sync::watch::channel(());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, typically: wait for some to close
+                    // rather than spin on the error.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        // Small frames must not wait for the peer's delayed ACK (Nagle): without
+        // TCP_NODELAY an ack behind a previous write can take 40 ms.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(remote));
+            router.clone().call(request)
+        });
+        let mut stopping = stopping.clone();
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                // Resolves when the accept loop ends (the sender is dropped).
+                _ = stopping.changed() => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = connection.await;
+        });
+    }
+}
+
 pub fn router(transport: Arc<Transport>) -> Router {
     Router::new().route("/", get(upgrade)).route("/healthz", get(healthz)).with_state(transport)
 }
@@ -106,13 +152,7 @@ async fn upgrade(
         Ok(ws) => ws,
         Err(refused) => return refused.into_response(),
     };
-    // Small buffers: tungstenite's defaults (128 KiB each way) would dominate the memory
-    // of an idle connection; they grow for a large frame and most frames are small.
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(transport.max_frame_bytes))
-        .max_frame_size(Some(transport.max_frame_bytes))
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER);
+    let max_message = transport.max_frame_bytes;
     let slot = ConnectionSlot::take(&transport);
     let refusal: Option<&'static str> = if transport.linkspace.is_locked() {
         Some("server is locked: not accepting new connections")
@@ -124,12 +164,12 @@ async fn upgrade(
     if let Some(refusal) = refusal {
         // Upgrade, then close with a reason the client can show: a refused HTTP
         // upgrade would reach it as an opaque handshake failure.
-        return ws.accept(config, move |mut socket| async move {
-            let reason = Utf8Bytes::from_static(refusal);
-            let _ = socket.send(Message::Close(Some(CloseFrame { code: 1013.into(), reason }))).await;
+        return ws.accept(max_message, move |mut socket| async move {
+            socket.writer.close(1013, refusal);
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.writer.flush()).await;
         });
     }
-    ws.accept(config, move |socket| connection(socket, remote, transport, slot))
+    ws.accept(max_message, move |socket| connection(socket, remote, transport, slot))
 }
 
 /// One of the `limits.maxConnections` places, given back when the connection ends.
@@ -153,28 +193,27 @@ impl Drop for ConnectionSlot {
 async fn connection(socket: WebSocket, remote: SocketAddr, transport: Arc<Transport>, _slot: Option<ConnectionSlot>) {
     let _alive = transport.alive.clone();
     let id = transport.next_session.fetch_add(1, Ordering::Relaxed);
-    let (sink, stream) = socket.split();
-    let queue = transport.linkspace.config.limits.outbound_queue_frames as usize + RESERVED_SLOTS;
-    let (tx, rx) = mpsc::channel(queue);
-    let session = Arc::new(Session::new(id, remote, tx));
+    let WebSocket { mut reader, writer } = socket;
+    let queue_limit = transport.linkspace.config.limits.outbound_queue_frames as usize;
+    let session = Arc::new(Session::new(id, remote, queue_limit));
     tracing::debug!(conn = id, %remote, "connected");
 
-    let writer = tokio::spawn(write_loop(sink, rx));
-    read_loop(stream, &session, &transport).await;
+    let mut writer = tokio::spawn(write_loop(writer, session.clone()));
+    read_loop(&mut reader, &session, &transport).await;
     transport.linkspace.connection_closed(&session).await;
-    // Dropping the last sender lets the writer drain what is queued and finish; a client
-    // that does not read would keep it blocked on a full socket, so it gets a deadline.
+    // The writer sends what is queued and ends; a client that does not read would keep
+    // it blocked on a full socket, so it gets a deadline.
+    session.outbox().finish();
     drop(session);
-    let mut writer = writer;
     if tokio::time::timeout(WRITER_GRACE, &mut writer).await.is_err() {
         writer.abort();
     }
     tracing::debug!(conn = id, "disconnected");
 }
 
-async fn read_loop(mut stream: SplitStream<WebSocket>, session: &Arc<Session>, transport: &Transport) {
+async fn read_loop(reader: &mut Reader, session: &Arc<Session>, transport: &Transport) {
     let mut pending = FuturesOrdered::new();
-    read_frames(&mut stream, session, transport, &mut pending).await;
+    read_frames(reader, session, transport, &mut pending).await;
     // Messages already queued are committed or refused before the connection counts
     // as closed; nobody is left to read their results.
     while pending.next().await.is_some() {}
@@ -185,7 +224,7 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, session: &Arc<Session>, t
 type Pending = FuturesOrdered<BoxFuture<'static, Option<String>>>;
 
 async fn read_frames(
-    stream: &mut SplitStream<WebSocket>,
+    reader: &mut Reader,
     session: &Arc<Session>,
     transport: &Transport,
     pending: &mut Pending,
@@ -203,7 +242,7 @@ async fn read_frames(
                 }
                 continue;
             }
-            message = stream.next(), if pending.len() < MAX_PIPELINE => message,
+            message = reader.next(), if pending.len() < MAX_PIPELINE => message,
             _ = session.closed() => return,
             _ = keepalive.tick() => {
                 if keepalive.is_dead() {
@@ -213,7 +252,7 @@ async fn read_frames(
                     return;
                 }
                 if keepalive.should_ping() {
-                    session.ping();
+                    session.control(Outbound::Ping);
                 }
                 continue;
             }
@@ -232,8 +271,8 @@ async fn read_frames(
         };
         keepalive.heard();
         let text = match message {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Binary(_))) => {
+            Some(Ok(Incoming::Text(text))) => text,
+            Some(Ok(Incoming::Binary)) => {
                 let error = serde_json::json!({
                     "jsonrpc": "2.0",
                     "id": null,
@@ -247,16 +286,24 @@ async fn read_frames(
                 }
                 continue;
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-            Some(Err(e)) => {
-                if let Some((code, reason)) = close_code_for(e) {
-                    session.close_with(code, reason);
-                }
+            Some(Ok(Incoming::Ping(payload))) => {
+                session.control(Outbound::Pong(payload));
+                continue;
+            }
+            Some(Ok(Incoming::Pong)) => continue,
+            Some(Ok(Incoming::Close(code))) => {
+                // The closing handshake: the client's status echoed (§5.5.1).
+                session.close_with(code.unwrap_or(1000), "");
                 return;
             }
-            Some(Ok(Message::Close(_))) | None => return,
+            Some(Err(ReadError::Frame(e))) => {
+                tracing::debug!(conn = session.id, "closing: {e}");
+                session.close_with(e.close_code(), e.reason());
+                return;
+            }
+            Some(Err(ReadError::Io(_))) | None => return,
         };
-        let next = match transport.dispatcher.begin(session, text.as_str()).await {
+        let next = match transport.dispatcher.begin(session, &text).await {
             Begun::Queued(response) => {
                 pending.push_back(response);
                 continue;
@@ -268,7 +315,7 @@ async fn read_frames(
         if !answer_pending(session, pending).await {
             return;
         }
-        let response = transport.dispatcher.finish(session, text.as_str(), next).await;
+        let response = transport.dispatcher.finish(session, &text, next).await;
         if !answer(session, response).await {
             return;
         }
@@ -302,60 +349,42 @@ async fn answer(session: &Arc<Session>, response: Option<String>) -> bool {
     }
 }
 
-async fn write_loop(mut sink: Sink, mut queue: mpsc::Receiver<Outbound>) {
-    while let Some(first) = queue.recv().await {
-        let mut next = Some(first);
-        while let Some(item) = next {
+/// Sends what the session queues until the queue is finished, a close frame is sent,
+/// or the client fails or stalls; then marks the writer gone so that the reader and
+/// every sender stop waiting on it.
+async fn write_loop(mut writer: Writer, session: Arc<Session>) {
+    let outbox = session.outbox();
+    while let Some(items) = outbox.take().await {
+        // One allocation for the whole batch (control frames: at most 127 bytes).
+        let bytes = items.iter().map(|item| if let Outbound::Frame(text) = item { encoded_len(text.len()) } else { 127 });
+        writer.reserve(bytes.sum());
+        for item in items {
             match item {
-                Outbound::Frame(text) => {
-                    if !feed_text(&mut sink, text).await {
-                        return;
-                    }
-                }
-                Outbound::Ping => {
-                    if !feed(&mut sink, Message::Ping(Bytes::new())).await {
-                        return;
-                    }
-                }
+                Outbound::Frame(text) => writer.text(&text),
+                Outbound::Ping => writer.ping(),
+                Outbound::Pong(payload) => writer.pong(&payload),
                 Outbound::Close { code, reason } => {
-                    let frame = CloseFrame { code: code.into(), reason: Utf8Bytes::from(truncate(&reason, 123)) };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                    return;
+                    writer.close(code, &reason);
+                    break;
                 }
             }
-            next = queue.try_recv().ok();
         }
-        if !matches!(tokio::time::timeout(WRITE_TIMEOUT, sink.flush()).await, Ok(Ok(()))) {
+        if !matches!(tokio::time::timeout(WRITE_TIMEOUT, writer.flush()).await, Ok(Ok(()))) {
+            outbox.writer_gone();
             return;
         }
-    }
-    let _ = sink.close().await;
-}
-
-type Sink = SplitSink<WebSocket, Message>;
-
-/// Buffers one message for the socket; false when the client failed or stalled.
-async fn feed(sink: &mut Sink, message: Message) -> bool {
-    matches!(tokio::time::timeout(WRITE_TIMEOUT, sink.feed(message)).await, Ok(Ok(())))
-}
-
-/// Buffers a text message: whole, or if longer than `FRAGMENT` as fragments of that
-/// size (split anywhere: a character may span two fragments, RFC 6455 §5.6).
-async fn feed_text(sink: &mut Sink, text: Utf8Bytes) -> bool {
-    if text.len() <= FRAGMENT {
-        return feed(sink, Message::Text(text)).await;
-    }
-    let bytes = Bytes::from(text);
-    let mut start = 0;
-    while start < bytes.len() {
-        let end = (start + FRAGMENT).min(bytes.len());
-        let opcode = OpCode::Data(if start == 0 { Data::Text } else { Data::Continue });
-        if !feed(sink, Message::Frame(Frame::message(bytes.slice(start..end), opcode, end == bytes.len()))).await {
-            return false;
+        if writer.is_closed() {
+            break;
         }
-        start = end;
     }
-    true
+    if !writer.is_closed() {
+        // Finished without a close frame (the client went away, or its TCP closed
+        // first): say goodbye in case it is still reading.
+        writer.close(1000, "");
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, writer.flush()).await;
+    }
+    writer.shutdown().await;
+    outbox.writer_gone();
 }
 
 /// When to ping a quiet connection, and when to give it up for dead. Anything the
@@ -415,23 +444,3 @@ impl Keepalive {
     }
 }
 
-/// The close status a failed read deserves (RFC 6455 §7.4.1), if the peer is still
-/// there to receive one.
-fn close_code_for(error: tungstenite::Error) -> Option<(u16, &'static str)> {
-    match error {
-        tungstenite::Error::Capacity(_) => Some((1009, "frame too large")),
-        tungstenite::Error::Utf8(_) => Some((1007, "text frame is not valid UTF-8")),
-        tungstenite::Error::Protocol(_) => Some((1002, "WebSocket protocol error")),
-        _ => None,
-    }
-}
-
-/// Cuts `text` to at most `max` bytes at a character boundary (close reasons are
-/// limited to 123 bytes).
-fn truncate(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
-}

@@ -222,8 +222,8 @@ def test_generated_methods_are_documented() -> None:
         assert doc and "Wire method" in doc, name
 
 
-async def test_a_history_page_larger_than_one_websocket_fragment(clients: Clients) -> None:
-    """The server sends text longer than 16 KiB in fragments; the client joins them."""
+async def test_a_history_page_over_64_kib_arrives_whole(clients: Clients) -> None:
+    """A 96 KB page is one WebSocket frame with the 8-byte length form."""
     alice = await clients.participant("long-writer")
     room_id = (await alice.create_room("long pages"))["room"]["roomId"]
     contents = [f"{i:02} " + "é" * 4000 for i in range(12)]

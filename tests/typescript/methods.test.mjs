@@ -52,7 +52,7 @@ describe("methods", () => {
         assert.equal(controller.motd, null);
     });
 
-    test("a history page larger than one WebSocket fragment (16 KiB) arrives whole", async () => {
+    test("a history page over 64 KiB arrives whole, in one frame with the 8-byte length", async () => {
         const writer = client({ apiKey: check("agent.invite", await controller.inviteAgent("Long")).apiKey });
         await writer.connect();
         const roomId = (await writer.createRoom("long pages")).room.roomId;

@@ -1,8 +1,13 @@
-//! The WebSocket opening handshake (RFC 6455 §4.2) over axum's HTTP/1.1, and the
-//! socket it yields: tokio-tungstenite's own stream rather than axum's wrapper, whose
-//! `Message` cannot carry a raw frame. The writer needs raw frames to send a large
-//! response in fragments, so that no connection's write buffer grows to the size of
-//! the largest response it ever got (tungstenite never shrinks it).
+//! The server's WebSocket (RFC 6455): the opening handshake over axum's HTTP/1.1
+//! (here), the framing (`frame`), and the reader and writer halves of the TCP socket
+//! it yields (`stream`).
+//!
+//! Our own rather than tungstenite's: its per-connection read and write buffers are
+//! allocated up front and never shrink, which made them most of an idle connection's
+//! memory; ours exist only while bytes are in flight.
+
+mod frame;
+mod stream;
 
 use std::future::Future;
 
@@ -11,13 +16,18 @@ use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::WebSocketStream;
-use tungstenite::protocol::{Role, WebSocketConfig};
+use tokio::net::TcpStream;
 
-/// An open server-side WebSocket.
-pub type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
+pub use frame::{encoded_len, FrameError, Incoming};
+pub use stream::{ReadError, Reader, Writer};
+
+/// An open server-side WebSocket, split for a reading and a writing task.
+pub struct WebSocket {
+    pub reader: Reader,
+    pub writer: Writer,
+}
 
 /// A request to open a WebSocket, checked and ready to be accepted.
 pub struct Upgrade {
@@ -82,8 +92,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
 
 impl Upgrade {
     /// Answers `101 Switching Protocols` and, once the connection has switched, runs
-    /// `serve` with the WebSocket on a task of its own.
-    pub fn accept<F, Fut>(self, config: WebSocketConfig, serve: F) -> Response
+    /// `serve` with the WebSocket on a task of its own. Messages longer than
+    /// `max_message` bytes close the connection with 1009.
+    pub fn accept<F, Fut>(self, max_message: usize, serve: F) -> Response
     where
         F: FnOnce(WebSocket) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -92,8 +103,18 @@ impl Upgrade {
         tokio::spawn(async move {
             // Fails only if the client went away before the switch.
             let Ok(upgraded) = on_upgrade.await else { return };
-            let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-            serve(socket).await;
+            // axum serves plain TCP, so the upgraded connection is that TCP stream, and
+            // the halves can be owned by two tasks without a lock between them.
+            let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => parts,
+                Err(_) => {
+                    tracing::error!("an upgraded connection is not a TCP stream; closing it");
+                    return;
+                }
+            };
+            let (read, write) = parts.io.into_inner().into_split();
+            let reader = Reader::new(read, &parts.read_buf, max_message);
+            serve(WebSocket { reader, writer: Writer::new(write) }).await;
         });
         let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
         let headers = response.headers_mut();
