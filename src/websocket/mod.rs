@@ -114,6 +114,9 @@ impl Upgrade {
             };
             let (read, write) = parts.io.into_inner().into_split();
             let reader = Reader::new(read, &parts.read_buf, max_message);
+            // The early bytes are a slice of hyper's 8 KiB read buffer: holding them
+            // for the life of the connection would hold all of it.
+            drop(parts.read_buf);
             serve(WebSocket { reader, writer: Writer::new(write) }).await;
         });
         let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
