@@ -34,7 +34,7 @@ async fn setup(database: &Path) -> (Arc<Linkspace>, Dispatcher, Arc<Session>, St
 async fn connect(dispatcher: &Dispatcher, key: &str) -> Arc<Session> {
     let session = Arc::new(Session::new(1, SocketAddr::from(([127, 0, 0, 1], 1)), 1 << 16));
     let drained = session.clone();
-    tokio::spawn(async move { while drained.outbox().take().await.is_some() {} });
+    tokio::spawn(async move { while drained.outbox().take(usize::MAX).await.is_some() {} });
     let auth = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"auth","params":{{"apiKey":"{key}"}}}}"#);
     let response = dispatcher.frame(&session, &auth).await.expect("auth response");
     assert!(response.contains("\"result\""), "{response}");

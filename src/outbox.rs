@@ -1,5 +1,7 @@
 //! A connection's outbound queue: what its writer task sends next. Bounded in frames;
-//! the writer takes everything queued at each wake-up and encodes it into one write.
+//! at each wake-up the writer takes up to a write's worth (`take`) and encodes it into
+//! one buffer, so what a stalled client pins is the queue plus one write, and events
+//! shared across recipients stay shared while they wait.
 //!
 //! Unlike a channel, it allocates only while frames wait: of 10,000 idle connections
 //! none holds queue memory (a tokio channel allocates a block of 32 slots up front).
@@ -62,13 +64,10 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Places still free.
+    /// Places still free. (Once the writer is gone a push says `Closed`, which is not
+    /// the same as full: the client did not fall behind, it went away.)
     pub fn room(&self) -> usize {
-        let state = self.state();
-        if state.writer_gone {
-            return 0;
-        }
-        self.limit.saturating_sub(state.items.len())
+        self.limit.saturating_sub(self.state().items.len())
     }
 
     /// Queues `item` if there is room, without waiting.
@@ -107,14 +106,14 @@ impl Outbox {
         Ok(())
     }
 
-    /// Everything queued, taken at once; waits while the queue is empty. `None` once the
-    /// queue is finished and empty.
-    pub async fn take(&self) -> Option<VecDeque<Outbound>> {
+    /// The oldest items, as many as fit in `bytes` of text (at least one); waits while
+    /// the queue is empty. `None` once the queue is finished and empty.
+    pub async fn take(&self, bytes: usize) -> Option<VecDeque<Outbound>> {
         loop {
             {
                 let mut state = self.state();
                 if !state.items.is_empty() {
-                    let items = std::mem::take(&mut state.items);
+                    let items = take_front(&mut state.items, bytes);
                     drop(state);
                     self.for_senders.notify_waiters();
                     return Some(items);
@@ -154,5 +153,85 @@ impl Outbox {
             }
             changed.await;
         }
+    }
+}
+
+/// Takes items off the front of `items` while their text fits in `bytes` (the first
+/// always), leaving the rest. The usual case, all of it, moves the queue's allocation
+/// to the writer rather than copying.
+fn take_front(items: &mut VecDeque<Outbound>, bytes: usize) -> VecDeque<Outbound> {
+    let size = |item: &Outbound| if let Outbound::Frame(text) = item { text.len() } else { 0 };
+    let mut total = 0;
+    let count = items
+        .iter()
+        .take_while(|item| {
+            total += size(item);
+            total <= bytes
+        })
+        .count()
+        .max(1);
+    if count == items.len() {
+        return std::mem::take(items);
+    }
+    items.drain(..count).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(len: usize) -> Outbound {
+        Outbound::Frame(Utf8Bytes::from("x".repeat(len)))
+    }
+
+    fn taken(outbox: &Outbox, bytes: usize) -> usize {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        runtime.block_on(outbox.take(bytes)).map_or(0, |items| items.len())
+    }
+
+    #[test]
+    fn the_writer_takes_a_write_worth_and_leaves_the_rest_queued_against_the_bound() {
+        let outbox = Outbox::new(4);
+        for _ in 0..4 {
+            outbox.try_push(frame(100)).expect("room");
+        }
+        assert_eq!(outbox.try_push(frame(1)), Err(Refused::Full));
+        assert_eq!(taken(&outbox, 250), 2, "two of 100 bytes fit in 250");
+        assert_eq!(outbox.room(), 2, "what the writer has not taken still counts");
+        assert_eq!(taken(&outbox, 10), 1, "one item even when it alone is larger");
+        assert_eq!(taken(&outbox, 1000), 1);
+        assert_eq!(outbox.room(), 4);
+    }
+
+    #[test]
+    fn a_push_after_the_writer_is_gone_is_closed_not_full() {
+        let outbox = Outbox::new(2);
+        outbox.writer_gone();
+        assert_eq!(outbox.room(), 2);
+        assert_eq!(outbox.try_push(Outbound::Ping), Err(Refused::Closed));
+    }
+
+    #[test]
+    fn a_finished_outbox_hands_over_what_is_queued_then_ends() {
+        let outbox = Outbox::new(8);
+        outbox.try_push(frame(1)).expect("room");
+        outbox.try_push(Outbound::Ping).expect("room");
+        outbox.finish();
+        assert_eq!(outbox.try_push(frame(1)), Err(Refused::Closed));
+        assert_eq!(taken(&outbox, 1 << 20), 2);
+        assert_eq!(taken(&outbox, 1 << 20), 0, "then None");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sender_waiting_for_room_is_woken_when_the_writer_takes() {
+        let outbox = std::sync::Arc::new(Outbox::new(1));
+        outbox.try_push(frame(1)).expect("room");
+        let sender = outbox.clone();
+        let waiting = tokio::spawn(async move { sender.push(frame(2)).await });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "no room yet");
+        assert_eq!(outbox.take(1 << 20).await.map(|items| items.len()), Some(1));
+        let pushed = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await;
+        assert_eq!(pushed.expect("woken").expect("no panic"), Ok(()));
     }
 }

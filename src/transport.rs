@@ -37,11 +37,16 @@ use crate::websocket::{encoded_len, Incoming, NotAnUpgrade, ReadError, Reader, U
 /// Messages one connection may have queued for commit before its reader waits for the
 /// oldest to be answered.
 const MAX_PIPELINE: usize = 64;
-/// How long one write to a client may take; a client that reads nothing for this long
-/// is dropped (its writer ends, which closes its queue and so the connection).
+/// How long one write (of at most `WRITE_BATCH` bytes, or one frame) to a client may
+/// take; a client that reads nothing for this long is dropped (its writer ends, which
+/// closes its queue and so the connection).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What every connection is told when the server stops.
 pub const SHUTDOWN_REASON: &str = "server shutting down";
+/// Text the writer encodes into one write, at most (or one frame, if larger). What it
+/// has taken no longer counts against the outbound queue's bound, and it must be
+/// written within `WRITE_TIMEOUT`: a client must read at least this much per timeout.
+const WRITE_BATCH: usize = 64 * 1024;
 /// How long a closing connection's writer may take to flush what is queued.
 const WRITER_GRACE: Duration = Duration::from_secs(5);
 
@@ -262,7 +267,8 @@ async fn read_frames(
                 session.disconnect(crate::hub::frame(&event), 1008, &reason);
                 return;
             }
-            _ = shutdown.changed() => {
+            // Also true from the start for a connection upgraded as the server stops.
+            () = stopping(&mut shutdown) => {
                 // Authenticated sessions were told by the linkspace; this covers the rest.
                 let event = Event::Disconnected(DisconnectedEvent { reason: SHUTDOWN_REASON.into(), retry: true });
                 session.disconnect(crate::hub::frame(&event), 1001, SHUTDOWN_REASON);
@@ -322,6 +328,11 @@ async fn read_frames(
     }
 }
 
+/// Resolves once the server is stopping (at once if it already is).
+async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopping| *stopping).await;
+}
+
 /// Waits for every queued message and sends their responses in order. False when the
 /// connection closed meanwhile.
 async fn answer_pending(session: &Arc<Session>, pending: &mut Pending) -> bool {
@@ -354,7 +365,7 @@ async fn answer(session: &Arc<Session>, response: Option<String>) -> bool {
 /// every sender stop waiting on it.
 async fn write_loop(mut writer: Writer, session: Arc<Session>) {
     let outbox = session.outbox();
-    while let Some(items) = outbox.take().await {
+    while let Some(items) = outbox.take(WRITE_BATCH).await {
         // One allocation for the whole batch (control frames: at most 127 bytes).
         let bytes = items.iter().map(|item| if let Outbound::Frame(text) = item { encoded_len(text.len()) } else { 127 });
         writer.reserve(bytes.sum());

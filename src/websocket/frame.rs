@@ -70,7 +70,10 @@ impl FrameError {
 #[derive(Debug)]
 struct Unfinished {
     text: bool,
+    /// The text so far (binary messages are refused whole, so their bytes are not kept).
     bytes: Vec<u8>,
+    /// Bytes so far, against the message limit.
+    len: usize,
 }
 
 /// Client bytes in, whole messages out.
@@ -173,6 +176,9 @@ impl Decoder {
             Some(n) => n,
             None => input[2..2 + length_bytes].iter().fold(0u64, |n, &b| n << 8 | u64::from(b)),
         };
+        if payload >> 63 != 0 {
+            return Err(FrameError::Protocol("the most significant bit of a 64-bit length must be 0"));
+        }
         match opcode {
             opcode::CLOSE | opcode::PING | opcode::PONG => {
                 if !fin {
@@ -190,7 +196,7 @@ impl Decoder {
             }
             opcode::TEXT | opcode::BINARY | opcode::CONTINUATION => {
                 // Refused before its payload arrives: a declared length is enough.
-                let so_far = self.unfinished.as_ref().map_or(0, |u| u.bytes.len()) as u64;
+                let so_far = self.unfinished.as_ref().map_or(0, |u| u.len) as u64;
                 if so_far.saturating_add(payload) > self.max_message as u64 {
                     return Err(FrameError::TooLarge);
                 }
@@ -215,7 +221,10 @@ impl Decoder {
                 let Some(mut unfinished) = self.unfinished.take() else {
                     return Err(FrameError::Protocol("a continuation frame with no message to continue"));
                 };
-                unfinished.bytes.extend_from_slice(payload);
+                unfinished.len += payload.len();
+                if unfinished.text {
+                    unfinished.bytes.extend_from_slice(payload);
+                }
                 if !header.fin {
                     self.unfinished = Some(unfinished);
                     return Ok(None);
@@ -224,11 +233,12 @@ impl Decoder {
             }
             _ => {
                 let text = header.opcode == opcode::TEXT;
+                let bytes = if text { payload.to_vec() } else { Vec::new() };
                 if !header.fin {
-                    self.unfinished = Some(Unfinished { text, bytes: payload.to_vec() });
+                    self.unfinished = Some(Unfinished { text, bytes, len: payload.len() });
                     return Ok(None);
                 }
-                message(text, if text { payload.to_vec() } else { Vec::new() })?
+                message(text, bytes)?
             }
         };
         Ok(Some(incoming))
@@ -387,6 +397,7 @@ mod tests {
     fn protocol_violations_are_1002() {
         let cases: Vec<(&str, Vec<u8>)> = vec![
             ("unmasked", vec![0x81, 0x01, b'x']),
+            ("64-bit length with its top bit set", vec![0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4]),
             ("reserved bit", client_frame(0xC1, b"x")),
             ("reserved opcode", client_frame(0x83, b"x")),
             ("long ping", client_frame(0x80 | opcode::PING, &[0; 126])),
