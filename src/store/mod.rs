@@ -11,8 +11,13 @@ mod rows;
 use std::path::Path;
 use std::str::FromStr;
 
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, SqlitePool};
+use sqlx::{ConnectOptions, Connection, Sqlite, SqliteConnection, SqlitePool};
+use tokio::sync::{Mutex, MappedMutexGuard, MutexGuard};
 
 pub use backup::{backup_into, inspect, DatabaseSummary};
 pub use rows::*;
@@ -27,6 +32,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("encoding rows as JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("the database is closed (the server is shutting down)")]
+    Closed,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -59,10 +66,90 @@ pub struct HistoryQuery {
 
 /// The SQLite database: one connection for writes (the service serializes them, so
 /// SQLite never has to arbitrate), a pool for reads (WAL lets them run beside a write).
+///
+/// The writer is a connection of its own rather than a pool of one: a pooled
+/// connection goes back to its pool on a spawned task, and the next write waits for
+/// that task to run (measured: 0.45 ms of the group commit's ~1.9 ms per batch).
 #[derive(Clone)]
 pub struct Store {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    /// `None` once closed.
+    writer: Arc<Mutex<Option<SqliteConnection>>>,
+    /// `None` for an in-memory database, which exists per connection: reads use the
+    /// writer's.
+    reader: Option<SqlitePool>,
+    /// The task that checkpoints the WAL (file databases), until closed.
+    checkpoints: Arc<std::sync::Mutex<Option<Checkpoints>>>,
+}
+
+/// How often the WAL is copied into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// WAL frames (pages) beyond which a checkpoint also starts the WAL over.
+const RESTART_AFTER_FRAMES: i64 = 4_096;
+/// How long a restarting checkpoint waits for readers (and so holds writes back).
+const RESTART_PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Copies committed WAL frames into the database file without blocking the writer
+/// (`PASSIVE`). Under steady writes a passive checkpoint never catches up with the
+/// end of the WAL, and the writer starts the WAL over only once it has, so the WAL would
+/// grow without end: past `RESTART_AFTER_FRAMES` a `RESTART` checkpoint holds writes
+/// back for the little the passive one left, and the next commit starts the WAL over.
+async fn checkpoint(mut connection: SqliteConnection, mut stop: tokio::sync::oneshot::Receiver<()>) {
+    let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = &mut stop => break,
+        }
+        let passive = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)");
+        let restart = match passive.fetch_one(&mut connection).await {
+            Ok((_, frames, _)) => frames > RESTART_AFTER_FRAMES,
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpointing the WAL failed; retrying");
+                false
+            }
+        };
+        if restart {
+            // Busy (readers stayed): tried again next round.
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut connection).await {
+                tracing::warn!(error = %e, "restarting the WAL failed; retrying");
+            }
+        }
+    }
+    // Closed before the writer, so that the writer's close is the last one, which
+    // checkpoints what is left and removes the WAL.
+    if let Err(e) = connection.close().await {
+        tracing::warn!(error = %e, "closing the checkpoint connection");
+    }
+}
+
+/// The checkpoint task, and how to stop it.
+type Checkpoints = (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>);
+
+/// A connection to read with: one of the read pool's, or the writer's.
+enum Reading<'a> {
+    Pooled(PoolConnection<Sqlite>),
+    Writer(MappedMutexGuard<'a, SqliteConnection>),
+}
+
+impl Deref for Reading<'_> {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        match self {
+            Reading::Pooled(connection) => connection,
+            Reading::Writer(connection) => connection,
+        }
+    }
+}
+
+impl DerefMut for Reading<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        match self {
+            Reading::Pooled(connection) => connection,
+            Reading::Writer(connection) => connection,
+        }
+    }
 }
 
 impl Store {
@@ -82,17 +169,57 @@ impl Store {
         })
         .foreign_keys(false)
         .busy_timeout(std::time::Duration::from_secs(5));
-        let writer = pool(options.clone(), 1).await?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
-        // An in-memory database exists per connection, so readers must share the writer's.
-        let reader = if in_memory { writer.clone() } else { pool(options.read_only(true), 4).await? };
-        Ok(Store { writer, reader })
+        // Checkpoints run on a connection of their own (below), never in a commit: the
+        // commit that crossed the threshold used to copy the WAL into the database and
+        // fsync it while every sender waited.
+        let options = if in_memory { options } else { options.pragma("wal_autocheckpoint", "0") };
+        let mut writer = options.connect().await?;
+        sqlx::migrate!("./migrations").run(&mut writer).await?;
+        let (reader, checkpoints) = if in_memory {
+            (None, None)
+        } else {
+            // A restart waits for readers to leave the WAL, holding writes back while it
+            // waits: briefly, then it gives up until the next round.
+            let checkpointer = options.clone().busy_timeout(RESTART_PATIENCE).connect().await?;
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            let task = tokio::spawn(checkpoint(checkpointer, stopped));
+            (Some(pool(options.read_only(true), 4).await?), Some((stop, task)))
+        };
+        Ok(Store {
+            writer: Arc::new(Mutex::new(Some(writer))),
+            reader,
+            checkpoints: Arc::new(std::sync::Mutex::new(checkpoints)),
+        })
     }
 
     /// Closes every connection, waiting for in-flight queries.
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        let checkpoints = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((stop, task)) = checkpoints {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+        if let Some(reader) = &self.reader {
+            reader.close().await;
+        }
+        if let Some(writer) = self.writer.lock().await.take() {
+            if let Err(e) = writer.close().await {
+                tracing::warn!(error = %e, "closing the database");
+            }
+        }
+    }
+
+    /// The write connection, for one statement or transaction.
+    async fn write(&self) -> StoreResult<MappedMutexGuard<'_, SqliteConnection>> {
+        MutexGuard::try_map(self.writer.lock().await, Option::as_mut).map_err(|_| StoreError::Closed)
+    }
+
+    /// A connection to read with.
+    async fn read(&self) -> StoreResult<Reading<'_>> {
+        match &self.reader {
+            Some(pool) => Ok(Reading::Pooled(pool.acquire().await?)),
+            None => Ok(Reading::Writer(self.write().await?)),
+        }
     }
 
     // ---- agents ----
@@ -109,7 +236,7 @@ impl Store {
         .bind(agent.banned)
         .bind(agent.created_at)
         .bind(agent.last_seen)
-        .execute(&self.writer)
+        .execute(&mut *self.write().await?)
         .await?;
         Ok(())
     }
@@ -117,20 +244,20 @@ impl Store {
     pub async fn agent_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<AgentRow>> {
         Ok(sqlx::query_as::<_, AgentRow>(&format!("{AGENT_COLUMNS} WHERE key_hash = ?"))
             .bind(key_hash)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.read().await?)
             .await?)
     }
 
     pub async fn agent(&self, id: &str) -> StoreResult<Option<AgentRow>> {
         Ok(sqlx::query_as::<_, AgentRow>(&format!("{AGENT_COLUMNS} WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.read().await?)
             .await?)
     }
 
     pub async fn agents(&self) -> StoreResult<Vec<AgentRow>> {
         Ok(sqlx::query_as::<_, AgentRow>(&format!("{AGENT_COLUMNS} ORDER BY created_at, id"))
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.read().await?)
             .await?)
     }
 
@@ -138,12 +265,12 @@ impl Store {
         Ok(sqlx::query_as::<_, AgentRow>(&format!(
             "{AGENT_COLUMNS} WHERE role = 'controller' ORDER BY created_at LIMIT 1"
         ))
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?)
     }
 
     pub async fn count_agents(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM agents").fetch_one(&self.reader).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM agents").fetch_one(&mut *self.read().await?).await?)
     }
 
     /// Replaces an agent's key (by its hash).
@@ -151,25 +278,26 @@ impl Store {
         sqlx::query("UPDATE agents SET key_hash = ? WHERE id = ?")
             .bind(key_hash)
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await?;
         Ok(())
     }
 
     pub async fn set_banned(&self, id: &str, banned: bool) -> StoreResult<()> {
-        sqlx::query("UPDATE agents SET banned = ? WHERE id = ?").bind(banned).bind(id).execute(&self.writer).await?;
+        sqlx::query("UPDATE agents SET banned = ? WHERE id = ?").bind(banned).bind(id).execute(&mut *self.write().await?).await?;
         Ok(())
     }
 
     pub async fn set_last_seen(&self, id: &str, at: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE agents SET last_seen = ? WHERE id = ?").bind(at).bind(id).execute(&self.writer).await?;
+        sqlx::query("UPDATE agents SET last_seen = ? WHERE id = ?").bind(at).bind(id).execute(&mut *self.write().await?).await?;
         Ok(())
     }
 
     /// Deletes an agent and its memberships and invitations, and gives the rooms it
     /// owned to `new_owner`, in one transaction. Its messages stay.
     pub async fn delete_agent(&self, id: &str, new_owner: &str) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.write().await?;
+        let mut tx = writer.begin().await?;
         sqlx::query("DELETE FROM room_members WHERE agent_id = ?").bind(id).execute(&mut *tx).await?;
         sqlx::query("UPDATE rooms SET owner_id = ? WHERE owner_id = ?")
             .bind(new_owner)
@@ -196,14 +324,15 @@ impl Store {
         .bind(room.is_lobby)
         .bind(room.created_at)
         .bind(room.deleted_at)
-        .execute(&self.writer)
+        .execute(&mut *self.write().await?)
         .await?;
         Ok(())
     }
 
     /// Creates a room with its creator as first member, in one transaction.
     pub async fn create_room(&self, room: &RoomRow) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.write().await?;
+        let mut tx = writer.begin().await?;
         sqlx::query(
             "INSERT INTO rooms (id, name, description, owner_id, visibility, is_lobby, created_at)
              VALUES (?, ?, ?, ?, ?, 0, ?)",
@@ -233,7 +362,7 @@ impl Store {
 
     pub async fn lobby(&self) -> StoreResult<Option<RoomRow>> {
         Ok(sqlx::query_as::<_, RoomRow>(&format!("{ROOM_COLUMNS} WHERE is_lobby = 1 LIMIT 1"))
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.read().await?)
             .await?)
     }
 
@@ -241,7 +370,7 @@ impl Store {
     pub async fn room(&self, id: &str) -> StoreResult<Option<RoomRow>> {
         Ok(sqlx::query_as::<_, RoomRow>(&format!("{ROOM_COLUMNS} WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.read().await?)
             .await?)
     }
 
@@ -250,7 +379,7 @@ impl Store {
         Ok(sqlx::query_as::<_, RoomRow>(&format!(
             "{ROOM_COLUMNS} WHERE deleted_at IS NULL ORDER BY is_lobby DESC, created_at, id"
         ))
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?)
     }
 
@@ -272,12 +401,12 @@ impl Store {
         if let Some(id) = only {
             query = query.bind(id);
         }
-        Ok(query.fetch_all(&self.reader).await?)
+        Ok(query.fetch_all(&mut *self.read().await?).await?)
     }
 
     pub async fn count_live_rooms_excluding_lobby(&self) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM rooms WHERE is_lobby = 0 AND deleted_at IS NULL")
-            .fetch_one(&self.reader)
+            .fetch_one(&mut *self.read().await?)
             .await?)
     }
 
@@ -286,7 +415,7 @@ impl Store {
             .bind(name)
             .bind(description)
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await?;
         Ok(())
     }
@@ -294,7 +423,8 @@ impl Store {
     /// Changes visibility; going private marks every current member invited (in the
     /// same transaction), so they can leave and rejoin.
     pub async fn set_visibility(&self, id: &str, visibility: &str) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.write().await?;
+        let mut tx = writer.begin().await?;
         sqlx::query("UPDATE rooms SET visibility = ? WHERE id = ?").bind(visibility).bind(id).execute(&mut *tx).await?;
         if visibility == "private" {
             sqlx::query("UPDATE room_members SET invited = 1 WHERE room_id = ? AND is_member = 1")
@@ -308,7 +438,8 @@ impl Store {
 
     /// Makes `owner_id` the owner and a member.
     pub async fn take_ownership(&self, id: &str, owner_id: &str, now: i64) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.write().await?;
+        let mut tx = writer.begin().await?;
         sqlx::query("UPDATE rooms SET owner_id = ? WHERE id = ?").bind(owner_id).bind(id).execute(&mut *tx).await?;
         upsert_member(&mut tx, id, owner_id, now).await?;
         tx.commit().await?;
@@ -318,7 +449,8 @@ impl Store {
     /// Soft-deletes a room: removes every membership and invitation and gives it to
     /// `new_owner`. Messages stay.
     pub async fn delete_room(&self, id: &str, new_owner: &str, now: i64) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.write().await?;
+        let mut tx = writer.begin().await?;
         sqlx::query("UPDATE rooms SET deleted_at = ?, owner_id = ? WHERE id = ?")
             .bind(now)
             .bind(new_owner)
@@ -339,7 +471,7 @@ impl Store {
         )
         .bind(room_id)
         .bind(agent_id)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?)
     }
 
@@ -350,7 +482,7 @@ impl Store {
              FROM room_members m JOIN rooms r ON r.id = m.room_id
              WHERE r.deleted_at IS NULL",
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?)
     }
 
@@ -364,14 +496,15 @@ impl Store {
              ORDER BY m.joined_at, a.id",
         )
         .bind(room_id)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(rows.into_iter().map(MemberWithAgent::split).collect())
     }
 
     /// Adds a member (keeping any invitation).
     pub async fn add_member(&self, room_id: &str, agent_id: &str, now: i64) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.write().await?;
+        let mut tx = writer.begin().await?;
         upsert_member(&mut tx, room_id, agent_id, now).await?;
         tx.commit().await?;
         Ok(())
@@ -384,7 +517,7 @@ impl Store {
         } else {
             "UPDATE room_members SET is_member = 0, invited = 0, joined_at = NULL WHERE room_id = ? AND agent_id = ?"
         };
-        sqlx::query(sql).bind(room_id).bind(agent_id).execute(&self.writer).await?;
+        sqlx::query(sql).bind(room_id).bind(agent_id).execute(&mut *self.write().await?).await?;
         Ok(())
     }
 
@@ -395,7 +528,7 @@ impl Store {
         )
         .bind(room_id)
         .bind(agent_id)
-        .execute(&self.writer)
+        .execute(&mut *self.write().await?)
         .await?;
         Ok(())
     }
@@ -403,13 +536,13 @@ impl Store {
     // ---- messages ----
 
     pub async fn max_seq(&self) -> StoreResult<i64> {
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM messages").fetch_one(&self.reader).await?;
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM messages").fetch_one(&mut *self.read().await?).await?;
         Ok(max.unwrap_or(0))
     }
 
     pub async fn max_timestamp(&self) -> StoreResult<i64> {
         let max: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(timestamp) FROM messages").fetch_one(&self.reader).await?;
+            sqlx::query_scalar("SELECT MAX(timestamp) FROM messages").fetch_one(&mut *self.read().await?).await?;
         Ok(max.unwrap_or(0))
     }
 
@@ -418,7 +551,7 @@ impl Store {
     /// messages the skipped ones retry. With `lobby` = `(lobby id, keep)`, prunes the
     /// lobby's room messages beyond the newest `keep` in the same commit.
     pub async fn insert_messages(&self, messages: &[MessageRow], lobby: Option<(&str, u32)>) -> StoreResult<Inserted> {
-        let mut connection = self.writer.acquire().await?;
+        let mut connection = self.write().await?;
         let Some((lobby_id, keep)) = lobby else {
             // One statement commits atomically by itself.
             return insert_batch(&mut connection, messages).await;
@@ -444,7 +577,7 @@ impl Store {
     pub async fn message(&self, id: &str) -> StoreResult<Option<MessageRow>> {
         Ok(sqlx::query_as::<_, MessageRow>(&format!("{MESSAGE_COLUMNS} WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.read().await?)
             .await?)
     }
 
@@ -454,7 +587,7 @@ impl Store {
             .bind(reason)
             .bind(at)
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await?;
         Ok(())
     }
@@ -500,7 +633,7 @@ impl Store {
         if let Some(viewer) = &q.dm_viewer {
             query = query.bind(viewer).bind(viewer);
         }
-        let (page, found) = query.bind(i64::from(q.limit) + 1).fetch_one(&self.reader).await?;
+        let (page, found) = query.bind(i64::from(q.limit) + 1).fetch_one(&mut *self.read().await?).await?;
         let mut rows: Vec<MessageRow> = serde_json::from_str(&page)?;
         // SQLite aggregates in the inner query's order, but does not promise to; a sort
         // of rows already in order (either way) is one pass.
@@ -522,14 +655,15 @@ impl Store {
     pub async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
         let value: Option<Option<String>> = sqlx::query_scalar("SELECT value FROM linkspace_settings WHERE key = ?")
             .bind(key)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.read().await?)
             .await?;
         Ok(value.flatten())
     }
 
     /// Sets several settings in one transaction (`None` stores NULL).
     pub async fn set_settings(&self, values: &[(&str, Option<&str>)]) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.write().await?;
+        let mut tx = writer.begin().await?;
         for (key, value) in values {
             sqlx::query(
                 "INSERT INTO linkspace_settings (key, value) VALUES (?, ?)
@@ -633,4 +767,62 @@ async fn insert_batch(connection: &mut sqlx::SqliteConnection, messages: &[Messa
     .inspect_err(|e| tracing::error!(error = %e, "reading back retried messages failed"))
     .ok();
     Ok(Inserted { seqs, originals })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(seq: i64, content: &str) -> MessageRow {
+        MessageRow {
+            seq,
+            id: format!("m{seq}"),
+            room_id: format!("room{}", seq % 32),
+            sender_id: "a".into(),
+            sender_name: "A".into(),
+            content: content.into(),
+            to_agent_id: None,
+            timestamp: seq,
+            removed_by: None,
+            removed_reason: None,
+            client_msg_id: None,
+        }
+    }
+
+    /// Frames in the WAL since it last started over.
+    async fn wal_frames(path: &Path) -> i64 {
+        let mut connection = SqliteConnectOptions::new().filename(path).connect().await.expect("connect");
+        let (_, frames, _): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut connection).await.expect("checkpoint");
+        frames
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_steady_writes_the_wal_is_checkpointed_and_started_over_beside_the_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("broodlink.db");
+        let store = Store::open(&path, Durability::Normal).await.expect("open");
+        let content = "x".repeat(1000);
+        let mut seq = 0;
+        // Three times the restart threshold in table pages alone (four messages a page).
+        let messages = RESTART_AFTER_FRAMES * 3 * 4;
+        while seq < messages {
+            let rows: Vec<MessageRow> = (seq + 1..=seq + 500).map(|s| message(s, &content)).collect();
+            seq += 500;
+            store.insert_messages(&rows, None).await.expect("insert");
+        }
+        // A checkpoint round, then a commit (which is when the WAL starts over).
+        tokio::time::sleep(CHECKPOINT_EVERY * 3).await;
+        store.insert_messages(&[message(seq + 1, "last")], None).await.expect("insert");
+        let frames = wal_frames(&path).await;
+        assert!(
+            frames < RESTART_AFTER_FRAMES,
+            "{frames} frames in the WAL after {messages} messages: it should have started over"
+        );
+        let mut reader = store.read().await.expect("read");
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&mut *reader).await.expect("count");
+        drop(reader);
+        assert_eq!(count, seq + 1, "every message is there");
+        store.close().await;
+    }
 }
