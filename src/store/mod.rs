@@ -32,7 +32,7 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("encoding rows as JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("the database is closed (the server is shutting down)")]
+    #[error("the database is closed")]
     Closed,
 }
 
@@ -87,34 +87,67 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(2
 const RESTART_AFTER_FRAMES: i64 = 4_096;
 /// How long a restarting checkpoint waits for readers (and so holds writes back).
 const RESTART_PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);
+/// Most checkpoint rounds skipped between restarts that readers keep busy (~5 s).
+const MAX_RESTART_BACKOFF: u32 = 25;
 
 /// Copies committed WAL frames into the database file without blocking the writer
 /// (`PASSIVE`). Under steady writes a passive checkpoint never catches up with the
 /// end of the WAL, and the writer starts the WAL over only once it has, so the WAL would
-/// grow without end: past `RESTART_AFTER_FRAMES` a `RESTART` checkpoint holds writes
-/// back for the little the passive one left, and the next commit starts the WAL over.
-async fn checkpoint(mut connection: SqliteConnection, mut stop: tokio::sync::oneshot::Receiver<()>) {
+/// grow without end: past `RESTART_AFTER_FRAMES` a `RESTART` checkpoint, taken while
+/// holding the writer, copies the little the passive one left, and the next commit
+/// starts the WAL over. A restart that readers keep busy is retried less and less often.
+async fn checkpoint(
+    mut connection: SqliteConnection,
+    writer: Arc<Mutex<Option<SqliteConnection>>>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
     let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Rounds to skip before the next restart, after restarts found readers in the way.
+    let (mut skip, mut backoff) = (0u32, 0u32);
+    // The WAL's length when it was last restarted: until the next commit starts it over
+    // it stays that long, and restarting it again would do nothing.
+    let mut restarted: Option<i64> = None;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             _ = &mut stop => break,
         }
         let passive = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)");
-        let restart = match passive.fetch_one(&mut connection).await {
-            Ok((_, frames, _)) => frames > RESTART_AFTER_FRAMES,
+        let frames = match passive.fetch_one(&mut connection).await {
+            Ok((_, frames, _)) => frames,
             Err(e) => {
                 tracing::warn!(error = %e, "checkpointing the WAL failed; retrying");
-                false
+                continue;
             }
         };
-        if restart {
-            // Busy (readers stayed): tried again next round.
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut connection).await {
-                tracing::warn!(error = %e, "restarting the WAL failed; retrying");
-            }
+        if frames <= RESTART_AFTER_FRAMES || restarted == Some(frames) {
+            continue;
         }
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        // Holding the writer, no commit is under way: the restart gets SQLite's write
+        // lock at once, and commits wait their turn on the mutex meanwhile.
+        let held = writer.lock().await;
+        let restart = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(RESTART)");
+        match restart.fetch_one(&mut connection).await {
+            Ok((0, _, _)) => {
+                restarted = Some(frames);
+                backoff = 0;
+            }
+            Ok(_) => {
+                // Readers stayed in the WAL past RESTART_PATIENCE.
+                backoff = (backoff * 2 + 1).min(MAX_RESTART_BACKOFF);
+                skip = backoff;
+                if frames > RESTART_AFTER_FRAMES * 10 {
+                    tracing::warn!(frames, "the WAL keeps growing: long reads keep it from starting over");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "restarting the WAL failed; retrying"),
+        }
+        drop(held);
     }
     // Closed before the writer, so that the writer's close is the last one, which
     // checkpoints what is left and removes the WAL.
@@ -172,9 +205,12 @@ impl Store {
         // Checkpoints run on a connection of their own (below), never in a commit: the
         // commit that crossed the threshold used to copy the WAL into the database and
         // fsync it while every sender waited.
-        let options = if in_memory { options } else { options.pragma("wal_autocheckpoint", "0") };
+        // (The writer still checkpoints by itself past a backstop, should that task end.)
+        let backstop = (RESTART_AFTER_FRAMES * 10).to_string();
+        let options = if in_memory { options } else { options.pragma("wal_autocheckpoint", backstop) };
         let mut writer = options.connect().await?;
         sqlx::migrate!("./migrations").run(&mut writer).await?;
+        let writer = Arc::new(Mutex::new(Some(writer)));
         let (reader, checkpoints) = if in_memory {
             (None, None)
         } else {
@@ -182,11 +218,11 @@ impl Store {
             // waits: briefly, then it gives up until the next round.
             let checkpointer = options.clone().busy_timeout(RESTART_PATIENCE).connect().await?;
             let (stop, stopped) = tokio::sync::oneshot::channel();
-            let task = tokio::spawn(checkpoint(checkpointer, stopped));
+            let task = tokio::spawn(checkpoint(checkpointer, writer.clone(), stopped));
             (Some(pool(options.read_only(true), 4).await?), Some((stop, task)))
         };
         Ok(Store {
-            writer: Arc::new(Mutex::new(Some(writer))),
+            writer,
             reader,
             checkpoints: Arc::new(std::sync::Mutex::new(checkpoints)),
         })
@@ -197,7 +233,9 @@ impl Store {
         let checkpoints = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((stop, task)) = checkpoints {
             let _ = stop.send(());
-            let _ = task.await;
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "the WAL checkpoint task failed");
+            }
         }
         if let Some(reader) = &self.reader {
             reader.close().await;
@@ -802,6 +840,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("broodlink.db");
         let store = Store::open(&path, Durability::Normal).await.expect("open");
+        let autocheckpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(&mut *store.write().await.expect("writer"))
+            .await
+            .expect("pragma");
+        assert_eq!(autocheckpoint, RESTART_AFTER_FRAMES * 10, "commits leave checkpoints to the task");
         let content = "x".repeat(1000);
         let mut seq = 0;
         // Three times the restart threshold in table pages alone (four messages a page).
