@@ -7,12 +7,11 @@
 //! Responses and events share one bounded queue (the session's outbox), drained by the
 //! writer, which encodes whatever is queued into one write.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::future::Future;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
