@@ -110,21 +110,31 @@ impl Outbox {
     /// the queue is empty. `None` once the queue is finished and empty.
     pub async fn take(&self, bytes: usize) -> Option<VecDeque<Outbound>> {
         loop {
-            {
-                let mut state = self.state();
-                if !state.items.is_empty() {
-                    let items = take_front(&mut state.items, bytes);
-                    drop(state);
-                    self.for_senders.notify_waiters();
-                    return Some(items);
-                }
-                if state.finished {
-                    return None;
-                }
+            match self.take_or_finished(bytes) {
+                Ok(items) => return Some(items),
+                Err(true) => return None,
+                // `notify_one` keeps a wake-up for a writer that is not waiting yet.
+                Err(false) => self.for_writer.notified().await,
             }
-            // `notify_one` keeps a wake-up for a writer that is not waiting yet.
-            self.for_writer.notified().await;
         }
+    }
+
+    /// What `take` would return now, without waiting: `None` if nothing is queued.
+    pub fn try_take(&self, bytes: usize) -> Option<VecDeque<Outbound>> {
+        self.take_or_finished(bytes).ok()
+    }
+
+    /// The oldest items; if there are none, whether the queue is finished (looked at
+    /// under the same lock, so an item queued just before `finish` is not missed).
+    fn take_or_finished(&self, bytes: usize) -> Result<VecDeque<Outbound>, bool> {
+        let mut state = self.state();
+        if state.items.is_empty() {
+            return Err(state.finished);
+        }
+        let items = take_front(&mut state.items, bytes);
+        drop(state);
+        self.for_senders.notify_waiters();
+        Ok(items)
     }
 
     /// No more items: the writer sends what is queued and ends.

@@ -36,13 +36,13 @@ use broodlink::config::{Config, LobbyConfig};
 use broodlink::dispatch::Dispatcher;
 use broodlink::rpc::Rpc;
 use broodlink::service::Linkspace;
-use broodlink::session::{Outbound, Session};
+use broodlink::outbox::Outbound;
+use broodlink::session::Session;
 use broodlink::store::{Durability, Store};
 use broodlink_protocol::BroodLinkApiServer;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc;
 
 /// Inputs after which the linkspace is replaced by a fresh one: often enough that
 /// memory stays bounded and the room limit is rarely what every `room.create` meets,
@@ -50,9 +50,9 @@ use tokio::sync::mpsc;
 const RESET_EVERY: u64 = 1_000;
 /// Sessions one input may open; more markers reuse the last one.
 const MAX_SESSIONS: usize = 8;
-/// The transport's outbound queue size (`limits.outboundQueueFrames` and the reserved
-/// slots), so the slow-consumer rule triggers as it would on a real connection.
-const OUTBOUND_QUEUE: usize = 1024 + broodlink::session::RESERVED_SLOTS;
+/// The transport's outbound queue size (`limits.outboundQueueFrames`), so the
+/// slow-consumer rule triggers as it would on a real connection.
+const OUTBOUND_QUEUE: usize = 1024;
 
 /// The process-wide harness: one runtime, one linkspace at a time.
 struct Harness {
@@ -77,11 +77,19 @@ struct Server {
     trace: bool,
 }
 
-/// One fake connection: the session the dispatcher sees and the queue its writer
-/// would drain.
+/// One fake connection: the session the dispatcher sees (its outbox is what the
+/// writer would drain).
 struct Connection {
     session: Arc<Session>,
-    outbound: mpsc::Receiver<Outbound>,
+}
+
+impl Connection {
+    /// Checks every frame queued for this connection so far.
+    fn drain(&self, seen: &mut Seen) {
+        while let Some(items) = self.session.outbox().try_take(usize::MAX) {
+            items.into_iter().for_each(|item| check_outbound(item, seen));
+        }
+    }
 }
 
 /// The ids an input's later frames may refer to.
@@ -117,10 +125,9 @@ fn harness() -> &'static Harness {
 
 impl Harness {
     fn connect(&self) -> Connection {
-        let (tx, outbound) = mpsc::channel(OUTBOUND_QUEUE);
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let remote = SocketAddr::from(([127, 0, 0, 1], 40000));
-        Connection { session: Arc::new(Session::new(id, remote, tx)), outbound }
+        Connection { session: Arc::new(Session::new(id, remote, OUTBOUND_QUEUE)) }
     }
 
     /// Opens a fresh linkspace, authenticates as its controller and invites the
@@ -189,7 +196,9 @@ impl Server {
             tokio::select! {
                 biased;
                 _ = &mut release => break,
-                Some(item) = conn.outbound.recv() => check_outbound(item, seen),
+                Some(items) = conn.session.outbox().take(usize::MAX) => {
+                    items.into_iter().for_each(|item| check_outbound(item, seen));
+                }
             }
         }
         if let Some(value) = &parsed {
@@ -238,11 +247,9 @@ impl Server {
     }
 
     /// The connection ends, as when its socket closes.
-    async fn close(&self, mut conn: Connection) {
+    async fn close(&self, conn: Connection) {
         self.linkspace.connection_closed(&conn.session).await;
-        while let Ok(item) = conn.outbound.try_recv() {
-            check_outbound(item, &mut Seen::default());
-        }
+        conn.drain(&mut Seen::default());
     }
 
     /// Replaces the placeholders in `text` (see the module docs).
@@ -386,10 +393,8 @@ fn run(data: &[u8]) {
             let Some(conn) = connections.last_mut() else { unreachable!() };
             server.frame(conn, &text, &mut seen).await;
             // Events that reached the other sessions.
-            for other in connections.iter_mut() {
-                while let Ok(item) = other.outbound.try_recv() {
-                    check_outbound(item, &mut seen);
-                }
+            for other in &connections {
+                other.drain(&mut seen);
             }
         }
         for conn in connections {
