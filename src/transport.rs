@@ -227,12 +227,7 @@ async fn read_loop(reader: &mut Reader, session: &Arc<Session>, transport: &Tran
 /// polls them between frames; each runs to its end.
 type Pending = FuturesOrdered<BoxFuture<'static, Option<String>>>;
 
-async fn read_frames(
-    reader: &mut Reader,
-    session: &Arc<Session>,
-    transport: &Transport,
-    pending: &mut Pending,
-) {
+async fn read_frames(reader: &mut Reader, session: &Arc<Session>, transport: &Transport, pending: &mut Pending) {
     let mut shutdown = transport.shutdown.subscribe();
     let auth_timeout = Duration::from_secs(u64::from(transport.linkspace.config.limits.auth_timeout_seconds));
     let auth_deadline = tokio::time::sleep(auth_timeout);
@@ -366,7 +361,8 @@ async fn write_loop(mut writer: Writer, session: Arc<Session>) {
     let outbox = session.outbox();
     while let Some(items) = outbox.take(WRITE_BATCH).await {
         // One allocation for the whole batch (control frames: at most 127 bytes).
-        let bytes = items.iter().map(|item| if let Outbound::Frame(text) = item { encoded_len(text.len()) } else { 127 });
+        let bytes =
+            items.iter().map(|item| if let Outbound::Frame(text) = item { encoded_len(text.len()) } else { 127 });
         writer.reserve(bytes.sum());
         for item in items {
             match item {
@@ -453,4 +449,3 @@ impl Keepalive {
         self.ping_sent.is_some_and(|sent| sent.elapsed() >= self.timeout)
     }
 }
-

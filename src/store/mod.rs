@@ -8,16 +8,15 @@
 mod backup;
 mod rows;
 
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::str::FromStr;
-
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Sqlite, SqliteConnection, SqlitePool};
-use tokio::sync::{Mutex, MappedMutexGuard, MutexGuard};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 pub use backup::{backup_into, inspect, DatabaseSummary};
 pub use rows::*;
@@ -221,11 +220,7 @@ impl Store {
             let task = tokio::spawn(checkpoint(checkpointer, writer.clone(), stopped));
             (Some(pool(options.read_only(true), 4).await?), Some((stop, task)))
         };
-        Ok(Store {
-            writer,
-            reader,
-            checkpoints: Arc::new(std::sync::Mutex::new(checkpoints)),
-        })
+        Ok(Store { writer, reader, checkpoints: Arc::new(std::sync::Mutex::new(checkpoints)) })
     }
 
     /// Closes every connection, waiting for in-flight queries.
@@ -322,12 +317,20 @@ impl Store {
     }
 
     pub async fn set_banned(&self, id: &str, banned: bool) -> StoreResult<()> {
-        sqlx::query("UPDATE agents SET banned = ? WHERE id = ?").bind(banned).bind(id).execute(&mut *self.write().await?).await?;
+        sqlx::query("UPDATE agents SET banned = ? WHERE id = ?")
+            .bind(banned)
+            .bind(id)
+            .execute(&mut *self.write().await?)
+            .await?;
         Ok(())
     }
 
     pub async fn set_last_seen(&self, id: &str, at: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE agents SET last_seen = ? WHERE id = ?").bind(at).bind(id).execute(&mut *self.write().await?).await?;
+        sqlx::query("UPDATE agents SET last_seen = ? WHERE id = ?")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *self.write().await?)
+            .await?;
         Ok(())
     }
 
@@ -574,7 +577,8 @@ impl Store {
     // ---- messages ----
 
     pub async fn max_seq(&self) -> StoreResult<i64> {
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM messages").fetch_one(&mut *self.read().await?).await?;
+        let max: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM messages").fetch_one(&mut *self.read().await?).await?;
         Ok(max.unwrap_or(0))
     }
 
@@ -863,7 +867,8 @@ mod tests {
             "{frames} frames in the WAL after {messages} messages: it should have started over"
         );
         let mut reader = store.read().await.expect("read");
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&mut *reader).await.expect("count");
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&mut *reader).await.expect("count");
         drop(reader);
         assert_eq!(count, seq + 1, "every message is there");
         store.close().await;

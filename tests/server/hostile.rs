@@ -641,6 +641,30 @@ async fn frames_that_break_the_websocket_protocol_close_that_connection_with_100
 }
 
 #[tokio::test]
+async fn a_close_from_the_client_is_echoed_with_its_status_and_then_the_connection_ends() {
+    let server = TestServer::start().await;
+    let mask = Some([0x11, 0x22, 0x33, 0x44]);
+    // (what the client sends, the status it gets back): its own, or 1000 for none.
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("1000", 1000u16.to_be_bytes().to_vec(), 1000),
+        ("4000 with a reason", [&4000u16.to_be_bytes()[..], b"done here"].concat(), 4000),
+        ("no status", Vec::new(), 1000),
+    ];
+    for (what, payload, echoed) in cases {
+        let mut raw = RawSocket::connect(server.addr).await.expect("connects");
+        let auth =
+            json!({ "jsonrpc": "2.0", "id": 1, "method": "auth", "params": { "apiKey": server.controller_key } });
+        assert!(raw.call(&auth).await.get("result").is_some());
+        raw.write_raw(&encode_frame(0x80 | opcode::CLOSE, &payload, mask)).await.expect("send");
+        let frames = raw.read_to_end(TIMEOUT).await.expect("the server ends the connection after its close");
+        let closes: Vec<_> = frames.iter().filter_map(RawFrame::close).collect();
+        assert_eq!(closes.len(), 1, "{what}: one close frame back: {closes:?}");
+        assert_eq!(closes[0].0, echoed, "{what}: {closes:?}");
+        assert_eq!(frames.last().map(|f| f.opcode), Some(opcode::CLOSE), "{what}: nothing after the close frame");
+    }
+}
+
+#[tokio::test]
 async fn a_request_split_into_fragments_with_a_ping_between_them_is_answered() {
     let server = TestServer::start().await;
     let mut raw = RawSocket::connect(server.addr).await.expect("connects");
