@@ -23,7 +23,7 @@ async fn setup(database: &Path) -> (Arc<Linkspace>, Dispatcher, Arc<Session>, St
     let mut config = Config::default();
     config.limits.unlimited_rates();
     let limits = config.limits.clone();
-    let Opened { linkspace, new_controller_key } = Linkspace::open(config, store, None).await.expect("linkspace");
+    let Opened { linkspace, new_controller_key } = Linkspace::open(config, store, None, None).await.expect("linkspace");
     let key = new_controller_key.expect("fresh database");
     let dispatcher = Dispatcher::new(Rpc::new(linkspace.clone()).into_rpc(), 1 << 20, &limits);
     let session = connect(&dispatcher, &key).await;

@@ -207,9 +207,19 @@ impl Config {
     }
 }
 
+/// The `database` value that keeps everything in memory.
+pub const IN_MEMORY: &str = ":memory:";
+
+impl Config {
+    /// Whether the database lives only in the memory of the process that opens it.
+    pub fn in_memory(&self) -> bool {
+        self.database.as_os_str() == IN_MEMORY
+    }
+}
+
 /// Resolves a path from the config against the folder it is relative to.
 pub fn resolve(base: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() || path.as_os_str() == ":memory:" {
+    if path.is_absolute() || path.as_os_str() == IN_MEMORY {
         path.to_owned()
     } else {
         base.join(path)

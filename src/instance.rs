@@ -39,7 +39,7 @@ impl Instance {
     /// the overrides applied; a relative `database` resolves against the file's folder.
     pub fn config(&self, net: &NetOverrides) -> Result<Config, ConfigError> {
         let mut config = Config::load(&self.config_file, !self.explicit_config)?;
-        if !config.database.is_absolute() && config.database.as_os_str() != ":memory:" {
+        if !config.database.is_absolute() && !config.in_memory() {
             config.database = self.data_dir.join(&config.database);
         }
         if let Some(host) = &net.host {

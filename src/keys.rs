@@ -22,6 +22,12 @@ pub fn generate(role: Role) -> String {
     key
 }
 
+/// Whether `key` has the shape [`generate`] gives a controller's key.
+pub fn is_controller_key(key: &str) -> bool {
+    key.strip_prefix("bl_k_ctrl_")
+        .is_some_and(|hex| hex.len() == 48 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
 /// The stored form of a key: lowercase hex SHA-256.
 pub fn hash(key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
@@ -52,6 +58,10 @@ mod tests {
             assert!(key.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
         }
         assert_ne!(generate(Role::Participant), part);
+        assert!(is_controller_key(&ctrl));
+        for not_one in [&part[..], &ctrl[..57], "bl_k_ctrl_", &ctrl.to_uppercase(), &format!("{ctrl}0")] {
+            assert!(!is_controller_key(not_one), "{not_one}");
+        }
     }
 
     #[test]

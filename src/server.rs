@@ -71,7 +71,7 @@ pub async fn bootstrap(config: Config, data_dir: &Path) -> Result<Option<String>
     let database = config.database.clone();
     let db_error = |source| StartError::Database { path: database.clone(), source };
     let store = Store::open(&database, config.synchronous).await.map_err(db_error)?;
-    let opened = Linkspace::open(config, store, Some(data_dir.join("docs"))).await.map_err(db_error)?;
+    let opened = Linkspace::open(config, store, Some(data_dir.join("docs")), None).await.map_err(db_error)?;
     opened.linkspace.close().await;
     datadir::restrict_database(&database).map_err(|source| StartError::DataDir { path: database.clone(), source })?;
     Ok(opened.new_controller_key)
@@ -89,9 +89,14 @@ pub struct Server {
 
 impl Server {
     /// Opens the database named by `config` (creating the controller and lobby on first
-    /// run) and binds the listener. `data_dir` is where `docs/` lives; `None` (tests
-    /// with `":memory:"`) uses the built-in docs.
-    pub async fn open(config: Config, data_dir: Option<&Path>) -> Result<Server, StartError> {
+    /// run, the controller with `controller_key` if given) and binds the listener.
+    /// `data_dir` is where `docs/` lives; `None` (tests with `":memory:"`) uses the
+    /// built-in docs.
+    pub async fn open(
+        config: Config,
+        data_dir: Option<&Path>,
+        controller_key: Option<String>,
+    ) -> Result<Server, StartError> {
         let host = bind_host(&config)?;
         let admin_path = data_dir.map(|dir| dir.join("broodlink.sock"));
         if let Some(path) = &admin_path {
@@ -102,13 +107,13 @@ impl Server {
         let database = config.database.clone();
         let db_error = |source| StartError::Database { path: database.clone(), source };
         if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if database.as_os_str() != ":memory:" {
+            if !config.in_memory() {
                 std::fs::create_dir_all(parent)
                     .map_err(|source| StartError::DataDir { path: parent.to_owned(), source })?;
             }
         }
         let store = Store::open(&database, config.synchronous).await.map_err(db_error)?;
-        if database.as_os_str() != ":memory:" {
+        if !config.in_memory() {
             datadir::restrict_database(&database)
                 .map_err(|source| StartError::DataDir { path: database.clone(), source })?;
         }
@@ -119,7 +124,7 @@ impl Server {
             .map(|path| AdminServer::bind(&path).map_err(|source| StartError::DataDir { path, source }))
             .transpose()?;
         let docs_dir = data_dir.map(|d| d.join("docs"));
-        let opened = Linkspace::open(config, store, docs_dir).await.map_err(db_error)?;
+        let opened = Linkspace::open(config, store, docs_dir, controller_key).await.map_err(db_error)?;
         Ok(Server {
             linkspace: opened.linkspace,
             listener,

@@ -149,7 +149,7 @@ impl Harness {
         let limits = config.limits.clone();
         let max_request_bytes = broodlink::server::max_request_bytes(&config);
         let store = Store::open(&config.database, config.synchronous).await.expect("in-memory store");
-        let opened = Linkspace::open(config, store, None).await.expect("linkspace");
+        let opened = Linkspace::open(config, store, None, None).await.expect("linkspace");
         let controller_key = opened.new_controller_key.expect("a new database creates the controller");
         let linkspace = opened.linkspace;
         let dispatcher = Dispatcher::new(Rpc::new(linkspace.clone()).into_rpc(), max_request_bytes, &limits);

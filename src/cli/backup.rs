@@ -253,7 +253,7 @@ fn set_aside(database: &Path) -> Result<Option<PathBuf>, String> {
 /// The configured database file; an in-memory one cannot be backed up or restored.
 fn database(instance: &Instance) -> Result<PathBuf, String> {
     let config = instance.config(&NetOverrides::default()).map_err(|e| e.to_string())?;
-    if config.database.as_os_str() == ":memory:" {
+    if config.in_memory() {
         return Err(format!(
             "the database is \":memory:\" (see `database` in {}): it lives only inside the server process \
              and is gone when it stops, so a backup or restore is impossible; set `database` to a file \

@@ -123,6 +123,13 @@ pub fn rotate_controller_key(instance: &Instance) -> ExitCode {
 /// With no server running, rotate directly in the database.
 fn rotate_offline(instance: &Instance) -> Result<String, ExitCode> {
     let config = instance.config(&NetOverrides::default()).map_err(fail)?;
+    if config.in_memory() {
+        return Err(fail(format!(
+            "no server is running, and its database is \":memory:\" (see `database` in {}), so there is no \
+             controller to rotate: `broodlink serve` prints a new key each time it starts",
+            instance.config_file.display()
+        )));
+    }
     if !config.database.exists() {
         return Err(fail(format!(
             "no database at {}; run `broodlink install server` or `broodlink serve` first",
@@ -132,8 +139,9 @@ fn rotate_offline(instance: &Instance) -> Result<String, ExitCode> {
     let runtime = runtime()?;
     runtime.block_on(async {
         let store = crate::store::Store::open(&config.database, config.synchronous).await.map_err(fail)?;
-        let opened =
-            crate::service::Linkspace::open(config, store, Some(instance.data_dir.join("docs"))).await.map_err(fail)?;
+        let opened = crate::service::Linkspace::open(config, store, Some(instance.data_dir.join("docs")), None)
+            .await
+            .map_err(fail)?;
         let key = opened.linkspace.rotate_controller_key().await.map_err(fail);
         opened.linkspace.close().await;
         key

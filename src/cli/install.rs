@@ -15,15 +15,24 @@ pub fn server(instance: &Instance) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(e),
     };
-    let url = super::serve::url_for(&config);
-    let created = match runtime() {
-        Ok(runtime) => runtime.block_on(server::bootstrap(config, &instance.data_dir)),
-        Err(code) => return code,
-    };
-    match created {
-        Ok(Some(key)) => print_controller_key(&key, &url, &instance.data_dir),
-        Ok(None) => println!("BroodLink was already set up in {}", instance.data_dir.display()),
-        Err(e) => return fail(e),
+    if config.in_memory() {
+        // A controller made here would vanish with this process.
+        println!(
+            "The database is \":memory:\" (see `database` in {}): there is nothing to set up ahead; \
+             `broodlink serve` creates the controller and prints its key each time it starts",
+            instance.config_file.display()
+        );
+    } else {
+        let url = super::serve::url_for(&config);
+        let created = match runtime() {
+            Ok(runtime) => runtime.block_on(server::bootstrap(config, &instance.data_dir)),
+            Err(code) => return code,
+        };
+        match created {
+            Ok(Some(key)) => print_controller_key(&key, &url, &instance.data_dir),
+            Ok(None) => println!("BroodLink was already set up in {}", instance.data_dir.display()),
+            Err(e) => return fail(e),
+        }
     }
     if let Err(e) = write_clients(instance) {
         return fail(format!("cannot write {}: {e}", instance.clients_dir().display()));

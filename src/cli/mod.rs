@@ -71,6 +71,10 @@ enum Command {
         /// Log format
         #[arg(long, value_enum, default_value_t)]
         log_format: LogFormat,
+        /// Read the key for a new controller from the first line of stdin (how `serve`
+        /// hands an in-memory server, which only its own process can set up, the key it prints)
+        #[arg(long, hide = true, requires = "foreground")]
+        controller_key_stdin: bool,
     },
     /// Stop the running server (SIGTERM, then wait for it to exit)
     Stop {
@@ -147,10 +151,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let instance = Instance::resolve(cli.location.data_dir, cli.location.config);
     match cli.command {
-        Command::Serve { foreground: true, net, log_format } => {
-            serve::foreground(&instance, &net.overrides(), log_format)
+        Command::Serve { foreground: true, net, log_format, controller_key_stdin } => {
+            serve::foreground(&instance, &net.overrides(), log_format, controller_key_stdin)
         }
-        Command::Serve { foreground: false, net, log_format } => {
+        Command::Serve { foreground: false, net, log_format, .. } => {
             serve::background(&instance, &net.overrides(), log_format)
         }
         Command::Stop { force, timeout } => control::stop(&instance, force, timeout),

@@ -1,38 +1,54 @@
 //! `broodlink serve`: in the foreground, or as a detached background process that
 //! `serve` watches until it accepts connections.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use broodlink_protocol::Role;
+
 use super::{fail, print_controller_key, runtime, LogFormat};
 use crate::admin;
 use crate::config::Config;
 use crate::instance::{Instance, NetOverrides, PidFile};
+use crate::keys;
 use crate::server::{self, Server};
 
 /// How long `serve` waits for the background server to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub fn foreground(instance: &Instance, net: &NetOverrides, log_format: LogFormat) -> ExitCode {
+/// Runs the server in this process. With `controller_key_stdin`, a controller created
+/// now gets the key on stdin's first line (see [`background`]).
+pub fn foreground(
+    instance: &Instance,
+    net: &NetOverrides,
+    log_format: LogFormat,
+    controller_key_stdin: bool,
+) -> ExitCode {
     init_logging(log_format);
     let config = match prepare(instance, net) {
         Ok(config) => config,
         Err(code) => return code,
     };
+    let handed_key = match controller_key_stdin.then(read_handed_key).transpose() {
+        Ok(key) => key,
+        Err(e) => return fail(e),
+    };
+    // Whoever handed the key over shows it; printed here it would land in the log.
+    let show_new_key = handed_key.is_none();
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        let server = match Server::open(config, Some(&instance.data_dir)).await {
+        let server = match Server::open(config, Some(&instance.data_dir), handed_key).await {
             Ok(server) => server,
             Err(e) => return fail(e),
         };
         let url = server.url();
-        if let Some(key) = &server.new_controller_key {
+        if let Some(key) = server.new_controller_key.as_ref().filter(|_| show_new_key) {
             print_controller_key(key, &url, &instance.data_dir);
         }
         // Before anything can answer on the admin socket: whoever sees the server
@@ -81,16 +97,24 @@ pub fn background(instance: &Instance, net: &NetOverrides, log_format: LogFormat
         init_logging_to(log_format, std::sync::Mutex::new(writer), false);
     }
 
-    // The controller is created here, in the foreground, so the person sees its key.
-    let created = match runtime() {
-        Ok(runtime) => runtime.block_on(server::bootstrap(config.clone(), &instance.data_dir)),
-        Err(code) => return code,
+    // The controller is created here, in the foreground, so the person sees its key. An
+    // in-memory database lives only in the server's own process, so that process sets it
+    // up, with a key made here and handed over on its stdin (never in its arguments or
+    // environment, which other local users may read).
+    let (new_key, handed_key) = if config.in_memory() {
+        let key = keys::generate(Role::Controller);
+        (Some(key.clone()), Some(key))
+    } else {
+        let created = match runtime() {
+            Ok(runtime) => runtime.block_on(server::bootstrap(config.clone(), &instance.data_dir)),
+            Err(code) => return code,
+        };
+        match created {
+            Ok(key) => (key, None),
+            Err(e) => return fail(e),
+        }
     };
-    let new_key = match created {
-        Ok(key) => key,
-        Err(e) => return fail(e),
-    };
-    let mut child = match spawn_detached(instance, net, log_format, log) {
+    let mut child = match spawn_detached(instance, net, log_format, log, handed_key.as_deref()) {
         Ok(child) => child,
         Err(e) => return fail(format!("cannot start the server process: {e}")),
     };
@@ -147,12 +171,13 @@ fn prepare(instance: &Instance, net: &NetOverrides) -> Result<Config, ExitCode> 
 }
 
 /// Starts `broodlink serve --foreground` for this instance in its own session, with its
-/// output appended to the log.
+/// output appended to the log, and `handed_key` (if any) written to its stdin.
 fn spawn_detached(
     instance: &Instance,
     net: &NetOverrides,
     log_format: LogFormat,
     log: std::fs::File,
+    handed_key: Option<&str>,
 ) -> std::io::Result<std::process::Child> {
     let exe = std::env::current_exe()?;
     let mut command = Command::new(exe);
@@ -167,13 +192,38 @@ fn spawn_detached(
     if let LogFormat::Json = log_format {
         command.arg("--log-format").arg("json");
     }
-    command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    if handed_key.is_some() {
+        command.arg("--controller-key-stdin");
+    }
+    let stdin = if handed_key.is_some() { Stdio::piped() } else { Stdio::null() };
+    command.stdin(stdin).stdout(log.try_clone()?).stderr(log);
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent; it makes
     // the server its own session, detached from this terminal.
     unsafe {
         command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
     }
-    command.spawn()
+    let mut child = command.spawn()?;
+    if let (Some(key), Some(mut stdin)) = (handed_key, child.stdin.take()) {
+        // One short line fits the pipe's buffer, so this never waits for the child.
+        if let Err(e) = writeln!(stdin, "{key}") {
+            let _ = child.kill();
+            return Err(e);
+        }
+    }
+    Ok(child)
+}
+
+/// The controller key `background` handed over on stdin.
+fn read_handed_key() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the controller key from stdin: {e}"))?;
+    let key = line.trim_end();
+    if !keys::is_controller_key(key) {
+        return Err("--controller-key-stdin: stdin's first line is not a controller key (bl_k_ctrl_ and 48 \
+                    lowercase hex digits); this flag is for `broodlink serve`'s own use"
+            .into());
+    }
+    Ok(key.to_owned())
 }
 
 /// What the log gained since `from` (the child's start-up output).

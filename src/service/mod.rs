@@ -82,13 +82,19 @@ pub struct Opened {
 
 impl Linkspace {
     /// Opens the store and makes sure the controller, the lobby and the constitution
-    /// exist; loads room memberships into the hub.
-    pub async fn open(config: Config, store: Store, docs_dir: Option<PathBuf>) -> StoreResult<Opened> {
+    /// exist; loads room memberships into the hub. A controller created now gets
+    /// `controller_key`, or a new key when that is `None`.
+    pub async fn open(
+        config: Config,
+        store: Store,
+        docs_dir: Option<PathBuf>,
+        controller_key: Option<String>,
+    ) -> StoreResult<Opened> {
         let now = now_ms();
         let (controller, new_controller_key) = match store.controller().await? {
             Some(controller) => (controller, None),
             None => {
-                let key = keys::generate(Role::Controller);
+                let key = controller_key.unwrap_or_else(|| keys::generate(Role::Controller));
                 let controller = AgentRow {
                     id: new_id(),
                     display_name: "Controller".into(),

@@ -188,7 +188,7 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, or an in-memory one for
     /// `":memory:"`, in WAL mode, and applies the migrations.
     pub async fn open(path: &Path, durability: Durability) -> StoreResult<Store> {
-        let in_memory = path.as_os_str() == ":memory:";
+        let in_memory = path.as_os_str() == crate::config::IN_MEMORY;
         let options = if in_memory {
             SqliteConnectOptions::from_str("sqlite::memory:")?
         } else {

@@ -377,6 +377,39 @@ async fn first_serve_prints_one_key_and_returns_once_listening() {
 }
 
 #[tokio::test]
+async fn an_in_memory_server_in_the_background_accepts_the_key_serve_printed_and_keeps_it_out_of_the_log() {
+    let bl = Instance::new();
+    std::fs::create_dir_all(&bl.dir).expect("data dir");
+    std::fs::write(bl.file("broodlink.json"), r#"{ "database": ":memory:" }"#).expect("config");
+
+    // Nothing to set up ahead: a controller made by `install` would vanish with it.
+    let install = bl.run(&["install", "server"]).ok();
+    assert!(controller_keys(&install.all()).is_empty(), "{install}");
+    assert!(install.stdout.contains(":memory:"), "{install}");
+
+    let first = bl.serve().ok();
+    let key = one_controller_key(&first);
+    let mut controller = authed(&bl.url(), &key).await;
+    assert_eq!(controller.auth_result["role"], "controller");
+    controller.sync().await;
+    drop(controller);
+    assert!(controller_keys(&bl.log()).is_empty(), "the key reached the log:\n{}", bl.log());
+
+    // Everything lived in that process: the next start is a new linkspace with a new key.
+    bl.run(&["stop"]).ok();
+    let second = bl.serve().ok();
+    let new_key = one_controller_key(&second);
+    assert_ne!(new_key, key);
+    auth_fails(&bl.url(), &key, 4002).await;
+    authed(&bl.url(), &new_key).await;
+    assert!(controller_keys(&bl.log()).is_empty(), "the key reached the log:\n{}", bl.log());
+    // Stopped, there is no controller left to rotate, and it says why.
+    bl.run(&["stop"]).ok();
+    let rotate = bl.run(&["controller-key", "rotate"]).failed();
+    assert!(rotate.stderr.contains(":memory:") && controller_keys(&rotate.all()).is_empty(), "{rotate}");
+}
+
+#[tokio::test]
 async fn install_server_sets_up_without_starting_then_serve_uses_it() {
     let bl = Instance::new();
     let install = bl.run(&["install", "server"]).ok();

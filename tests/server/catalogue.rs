@@ -18,7 +18,7 @@ use crate::harness::*;
 #[tokio::test]
 async fn rpc_module_serves_exactly_the_catalogue() {
     let store = Store::open(Path::new(":memory:"), Default::default()).await.expect("in-memory store");
-    let opened = Linkspace::open(Config::default(), store, None).await.expect("linkspace");
+    let opened = Linkspace::open(Config::default(), store, None, None).await.expect("linkspace");
     let module = Rpc::new(opened.linkspace).into_rpc();
     let mut served: Vec<&str> = module.method_names().collect();
     let mut declared: Vec<&str> = METHODS.iter().map(|m| m.name).collect();

@@ -51,7 +51,7 @@ impl TestServer {
     }
 
     async fn open(config: &Config, data_dir: &std::path::Path) -> (Server, Option<String>) {
-        let server = Server::open(config.clone(), Some(data_dir)).await.expect("server starts");
+        let server = Server::open(config.clone(), Some(data_dir), None).await.expect("server starts");
         let key = server.new_controller_key.clone();
         (server, key)
     }
