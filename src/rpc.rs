@@ -222,4 +222,8 @@ impl BroodLinkApiServer for Rpc {
     ) -> RpcResult<DocUpdateResult> {
         Ok(self.linkspace.docs_update(&caller(ext)?, name, content, version).await?)
     }
+
+    async fn ping(&self, _ext: &Extensions) -> RpcResult<PingResult> {
+        Ok(PingResult { timestamp: crate::service::now_ms() })
+    }
 }

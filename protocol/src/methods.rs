@@ -256,4 +256,11 @@ declare_methods! {
         /// The new version label.
         version as "version": Option<String>,
     ) -> DocUpdateResult as DocsUpdateParams;
+
+    /// Answers at once with the server's clock, touching no storage: a round-trip and
+    /// liveness check through the whole request path, for clients that cannot send
+    /// WebSocket pings (browsers) and for measuring the transport alone (`broodlink
+    /// bench roundtrip`). An extension: not in the original specification.
+    #[method(name = "ping", permission = Agent, errors = [])]
+    fn ping() -> PingResult as PingParams;
 }

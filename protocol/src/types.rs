@@ -325,6 +325,13 @@ pub struct MotdResult {
     pub motd: Option<String>,
 }
 
+/// Result of `ping`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PingResult {
+    /// The server's clock when it answered, ms since the Unix epoch.
+    pub timestamp: i64,
+}
+
 /// Result of `docs.list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DocListResult {

@@ -4,8 +4,9 @@
 //! (latencies from an hdrhistogram) and correctness checks; a failed check makes the
 //! command exit 1 (2 when the run could not be made at all).
 //!
-//! Scenarios: [`send`], [`fanout`], [`connections`], [`history`]; each is a library
-//! function (`run`) returning a report, which the smoke test calls too.
+//! Scenarios: [`send`], [`fanout`], [`connections`], [`history`], and [`roundtrip`], the
+//! machine's ceiling for any call; each is a library function (`run`) returning a
+//! report, which the smoke test calls too.
 
 pub mod client;
 pub mod connections;
@@ -15,6 +16,7 @@ pub mod fanout;
 pub mod fleet;
 pub mod history;
 pub mod load;
+pub mod roundtrip;
 pub mod send;
 pub mod stamp;
 pub mod stats;
@@ -60,6 +62,8 @@ pub enum Scenario {
     Connections(connections::ConnectionsArgs),
     /// Fills a room with K messages, then times `room.history` pages
     History(history::HistoryArgs),
+    /// Agents call `ping` back to back: the transport's ceiling (no storage, no fan-out)
+    Roundtrip(roundtrip::RoundtripArgs),
 }
 
 /// Where a run goes and with which key.
@@ -101,6 +105,7 @@ pub fn main(args: BenchArgs, instance: &Instance) -> ExitCode {
                 emit(connections::run(&target, &a).await, json)
             }
             Scenario::History(a) => emit(history::run(&target, &a).await, json),
+            Scenario::Roundtrip(a) => emit(roundtrip::run(&target, &a).await, json),
         }
     })
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use broodlink::bench::connections::{self, ConnectionsArgs};
 use broodlink::bench::fanout::{self, FanoutArgs};
 use broodlink::bench::history::{self, HistoryArgs};
+use broodlink::bench::roundtrip::{self, RoundtripArgs};
 use broodlink::bench::send::{self, SendArgs};
 use broodlink::bench::stats::Checks;
 use broodlink::bench::Target;
@@ -133,6 +134,17 @@ async fn history_pages_hold_exactly_the_acked_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roundtrip_gets_every_ping_answered() {
+    let server = bench_server().await;
+    let args = RoundtripArgs { agents: 4, duration: Duration::from_millis(500) };
+    let report = roundtrip::run(&target(&server), &args).await.expect("roundtrip runs");
+    assert_passed("roundtrip", &report.checks);
+    assert!(report.calls > 0 && report.errors == 0, "{report:?}");
+    assert_eq!(report.latency.count, report.calls);
+    assert_cleaned_up(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_key_is_an_error_not_a_report() {
     let server = bench_server().await;
     let target = Target { url: server.url(), controller_key: "bl_k_ctrl_wrong".into(), keep: false };
@@ -158,5 +170,8 @@ async fn impossible_arguments_are_refused_before_connecting() {
     assert!(matches!(error, broodlink::bench::BenchError::InvalidArgs(_)), "{error}");
     let no_rate = FanoutArgs { members: 3, senders: 1, rate: 0.0, duration: Duration::from_secs(1), size: 64 };
     let error = fanout::run(&target, &no_rate).await.expect_err("a zero rate sends nothing");
+    assert!(matches!(error, broodlink::bench::BenchError::InvalidArgs(_)), "{error}");
+    let nobody = RoundtripArgs { agents: 0, duration: Duration::from_secs(1) };
+    let error = roundtrip::run(&target, &nobody).await.expect_err("no agent makes no call");
     assert!(matches!(error, broodlink::bench::BenchError::InvalidArgs(_)), "{error}");
 }

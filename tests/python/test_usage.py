@@ -7,6 +7,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,11 @@ async def test_every_method(server: Server, clients: Clients) -> None:
     assert updated == {"name": "constitution", "version": "7.0"}
     with pytest.raises(DocumentNotFoundError):
         await bob.get_doc("controller")
+
+    # ping (an extension)
+    before = int(time.time() * 1000)
+    pong = await bob.ping()
+    assert before <= pong["timestamp"] <= int(time.time() * 1000)
 
 
 def test_package_exports() -> None:

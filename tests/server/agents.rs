@@ -44,10 +44,6 @@ async fn presence_about(client: &mut Client, agent_id: &str) -> Vec<Value> {
     client.take_events("presence").await.into_iter().filter(|p| p["agentId"] == agent_id).collect()
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
 // ---- agent.invite ----
 
 #[tokio::test]

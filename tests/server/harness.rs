@@ -727,3 +727,8 @@ impl Client {
         None
     }
 }
+
+/// This machine's clock, ms since the Unix epoch (the server's timestamps are on it too).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,17 +1,11 @@
 //! Messaging: `message.send`, `message.dm`, `message.remove`, `room.history`, lobby
 //! retention, privacy of private rooms and DMs, the MOTD and the documents.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::{json, Value};
 
 use crate::harness::*;
 
 // ---- helpers ----
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
 
 /// Message ids are UUID v7 (time-ordered), the others v4.
 fn assert_uuid(value: &Value, version: u8) {

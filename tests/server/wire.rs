@@ -155,6 +155,24 @@ async fn unknown_method_before_auth_is_method_not_found() {
 }
 
 #[tokio::test]
+async fn ping_answers_with_the_server_clock_once_authenticated() {
+    let server = TestServer::start().await;
+    let mut client = Client::connect(&server.url()).await;
+    // Like every method but `auth`, it needs an authenticated connection.
+    client.err("ping", json!({}), 4001).await;
+    client.auth(&server.controller_key).await;
+
+    let before = now_ms();
+    let first = client.ok("ping", json!({})).await;
+    let second = raw(&mut client, r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#).await;
+    let after = now_ms();
+    let (first, second) = (first["timestamp"].as_i64(), second["result"]["timestamp"].as_i64());
+    let (Some(first), Some(second)) = (first, second) else { panic!("no timestamp: {first:?} {second:?}") };
+    assert!(before <= first && first <= second && second <= after, "{before} {first} {second} {after}");
+    still_works(&mut client).await;
+}
+
+#[tokio::test]
 async fn string_ids_are_echoed_as_strings_and_numbers_as_numbers() {
     let server = TestServer::start().await;
     let mut client = server.controller().await;

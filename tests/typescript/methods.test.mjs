@@ -177,6 +177,12 @@ describe("methods", () => {
         assert.equal(constitution.content, "# Rules\nBe kind.");
     });
 
+    test("ping answers with the server's clock", async () => {
+        const before = Date.now();
+        const pong = check("ping", await alice.ping());
+        assert.ok(before <= pong.timestamp && pong.timestamp <= Date.now(), String(pong.timestamp));
+    });
+
     test("auth: the generated method reaches the server (a second auth is refused)", async () => {
         await assert.rejects(controller.auth(server.controllerKey), ForbiddenError);
         called.add("auth");

@@ -28,6 +28,7 @@ from .types import (
     MessageEvent,
     MessageRemovedEvent,
     MotdResult,
+    PingResult,
     PresenceEvent,
     RemoveResult,
     RoomActionResult,
@@ -966,3 +967,22 @@ class BroodLinkClient(BroodLinkClientBase):
         if version is not None:
             params["version"] = version
         return cast(DocUpdateResult, await self._call("docs.update", params))
+
+    async def ping(self) -> PingResult:
+        """Answers at once with the server's clock, touching no storage: a round-trip and
+        liveness check through the whole request path, for clients that cannot send
+        WebSocket pings (browsers) and for measuring the transport alone (`broodlink
+        bench roundtrip`). An extension: not in the original specification.
+
+        Wire method ``ping``; permission: any authenticated agent.
+
+        Returns:
+            PingResult: Result of `ping`.
+
+        Raises:
+            InvalidParamsError: -32602 A param is missing or invalid.
+            BroodLinkConnectionError: Not connected (and not reconnected in time).
+            BroodLinkTimeoutError: No response within the request timeout.
+        """
+        params: dict[str, Any] = {}
+        return cast(PingResult, await self._call("ping", params))

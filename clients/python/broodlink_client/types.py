@@ -45,6 +45,8 @@ __all__ = [
     "MessageRemovedEvent",
     "MessageSendParams",
     "MotdResult",
+    "PingParams",
+    "PingResult",
     "PresenceEvent",
     "RemoveResult",
     "Role",
@@ -536,6 +538,24 @@ class MotdResult(TypedDict):
 
     #: The message of the day (`null` when none).
     motd: NotRequired[str | None]
+
+
+class PingParams(TypedDict):
+    """Params of `ping`.
+
+    Answers at once with the server's clock, touching no storage: a round-trip and
+    liveness check through the whole request path, for clients that cannot send
+    WebSocket pings (browsers) and for measuring the transport alone (`broodlink
+    bench roundtrip`). An extension: not in the original specification.
+    """
+
+
+
+class PingResult(TypedDict):
+    """Result of `ping`."""
+
+    #: The server's clock when it answered, ms since the Unix epoch.
+    timestamp: int
 
 
 class PresenceEvent(TypedDict):

@@ -636,6 +636,22 @@ export interface DocUpdateResult {
     version: string;
 }
 
+/**
+ * Params of `ping`.
+ *
+ * Answers at once with the server's clock, touching no storage: a round-trip and
+ * liveness check through the whole request path, for clients that cannot send
+ * WebSocket pings (browsers) and for measuring the transport alone (`broodlink
+ * bench roundtrip`). An extension: not in the original specification.
+ */
+export type PingParams = Record<string, never>;
+
+/** Result of `ping`. */
+export interface PingResult {
+    /** The server's clock when it answered, ms since the Unix epoch. */
+    timestamp: number;
+}
+
 /** Payload of `presence`. */
 export interface PresenceEvent {
     /** The agent. */
@@ -1781,5 +1797,21 @@ export class BroodLinkClient extends BroodLinkClientBase<BroodLinkEvents> {
      */
     async updateDoc(name: string, content: string, version?: string | null): Promise<DocUpdateResult> {
         return this.call<DocUpdateResult>("docs.update", { name, content, version });
+    }
+
+    /**
+     * Answers at once with the server's clock, touching no storage: a round-trip and
+     * liveness check through the whole request path, for clients that cannot send
+     * WebSocket pings (browsers) and for measuring the transport alone (`broodlink
+     * bench roundtrip`). An extension: not in the original specification.
+     *
+     * Calls `ping`. Permission: any authenticated agent.
+     *
+     * @returns The `PingResult`.
+     * @throws {InvalidParamsError} `-32602` when a param is invalid.
+     * @throws {BroodLinkConnectionError} when not connected, and {BroodLinkTimeoutError} when no answer comes in time.
+     */
+    async ping(): Promise<PingResult> {
+        return this.call<PingResult>("ping", {});
     }
 }
