@@ -30,7 +30,7 @@ for _ in $(seq "$runs"); do
     echo "roundtrip $(bench roundtrip --agents 64 --duration 10s)"
     echo "send-1room $(bench send --agents 64 --duration 10s)"
     echo "send-32rooms $(bench send --agents 64 --rooms 32 --duration 10s)"
-    echo "fanout-saturated $(bench fanout --members 100 --senders 4 --rate 6000 --duration 10s)"
+    echo "fanout-saturated $(bench fanout --members 100 --senders 4 --rate 9000 --duration 10s)"
     echo "fanout-half $(bench fanout --members 100 --senders 4 --rate 2000 --duration 10s)"
 done
 echo "connections $(bench connections --count 10000 --agents 100)"

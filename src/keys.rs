@@ -59,7 +59,8 @@ mod tests {
         }
         assert_ne!(generate(Role::Participant), part);
         assert!(is_controller_key(&ctrl));
-        for not_one in [&part[..], &ctrl[..57], "bl_k_ctrl_", &ctrl.to_uppercase(), &format!("{ctrl}0")] {
+        let upper_hex = format!("bl_k_ctrl_{}", ctrl[10..].to_uppercase());
+        for not_one in [&part[..], &ctrl[..57], "bl_k_ctrl_", &upper_hex, &format!("{ctrl}0")] {
             assert!(!is_controller_key(not_one), "{not_one}");
         }
     }

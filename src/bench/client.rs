@@ -265,7 +265,8 @@ struct Incoming<'a> {
 /// An event's params: a `message` event's are read in the same pass as the envelope
 /// when `method` comes first, as the server writes it (the load generator reads every
 /// delivery, and reading the params twice was a quarter of its CPU); any other event's
-/// are kept raw.
+/// are kept raw. So a malformed `message` event is an anomaly on every connection, also
+/// where nobody reads messages.
 enum Params<'a> {
     Message(MessageEvent<'a>),
     Raw(&'a RawValue),
@@ -292,6 +293,20 @@ enum Field {
     Other,
 }
 
+impl Field {
+    /// The key's slot and name; `None` for the keys the load generator ignores.
+    fn known(&self) -> Option<(usize, &'static str)> {
+        match self {
+            Field::Id => Some((0, "id")),
+            Field::Method => Some((1, "method")),
+            Field::Params => Some((2, "params")),
+            Field::Result => Some((3, "result")),
+            Field::Error => Some((4, "error")),
+            Field::Other => None,
+        }
+    }
+}
+
 /// A string borrowed from the frame when it has no escapes.
 #[derive(Deserialize)]
 struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
@@ -305,7 +320,14 @@ impl<'de> serde::de::Visitor<'de> for IncomingVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Incoming<'de>, A::Error> {
         let mut frame = Incoming::default();
+        let mut seen = [false; 5];
         while let Some(key) = map.next_key::<Field>()? {
+            // A key twice is a broken frame, as the derived parser had it.
+            if let Some((slot, name)) = key.known() {
+                if std::mem::replace(&mut seen[slot], true) {
+                    return Err(serde::de::Error::duplicate_field(name));
+                }
+            }
             match key {
                 Field::Id => frame.id = map.next_value()?,
                 Field::Method => frame.method = map.next_value::<Option<Text<'de>>>()?.map(|t| t.0),
@@ -449,13 +471,15 @@ mod tests {
         let sink = Seqs::default();
         let params = r#"{"roomId":"r","message":{"seq":7,"senderId":"a","content":"say \"hi\"","extra":[1,{}]}}"#;
         handle_frame(&format!(r#"{{"jsonrpc":"2.0","method":"message","params":{params}}}"#), &shared, Some(&sink));
-        // Params before the method are read in a second pass; an escaped method name still names it.
+        // An escaped method name still names it, read in one pass or, with the params
+        // first, in a second one.
+        handle_frame(&format!(r#"{{"method":"mess\u0061ge","params":{params}}}"#), &shared, Some(&sink));
         handle_frame(
             &format!(r#"{{"params":{params},"method":"mess\u0061ge","jsonrpc":"2.0"}}"#),
             &shared,
             Some(&sink),
         );
-        assert_eq!(seqs(&sink), vec![(7, "say \"hi\"".to_owned()); 2]);
+        assert_eq!(seqs(&sink), vec![(7, "say \"hi\"".to_owned()); 3]);
         assert_eq!(shared.lock().anomalies, 0);
     }
 
@@ -471,7 +495,28 @@ mod tests {
         handle_frame(r#"{"params":{"roomId":"r"},"method":"message"}"#, &shared, Some(&sink));
         handle_frame("not json", &shared, Some(&sink));
         handle_frame(r#"{"jsonrpc":"2.0","id":3,"result":{}}"#, &shared, Some(&sink));
+        handle_frame(r#"{"jsonrpc":"2.0","method":"presence","method":"message"}"#, &shared, Some(&sink));
         assert!(seqs(&sink).is_empty());
-        assert_eq!(shared.lock().anomalies, 4, "{:?}", shared.lock().anomaly_samples);
+        assert_eq!(shared.lock().anomalies, 5, "{:?}", shared.lock().anomaly_samples);
+    }
+
+    #[test]
+    fn responses_reach_their_caller_and_an_answer_without_result_is_an_anomaly() {
+        let shared = Shared::default();
+        let mut replies = Vec::new();
+        for id in 1..=3 {
+            let (reply, answer) = oneshot::channel();
+            shared.lock().pending.insert(id, reply);
+            replies.push(answer);
+        }
+        handle_frame(r#"{"jsonrpc":"2.0","id":1,"result":{"timestamp":5}}"#, &shared, None);
+        handle_frame(r#"{"jsonrpc":"2.0","id":2,"error":{"code":4003,"message":"no"}}"#, &shared, None);
+        handle_frame(r#"{"jsonrpc":"2.0","id":3,"result":null}"#, &shared, None);
+        let mut answers = replies.into_iter().map(|mut answer| answer.try_recv());
+        assert!(matches!(answers.next(), Some(Ok(Ok(result))) if result.get() == r#"{"timestamp":5}"#));
+        assert!(matches!(answers.next(), Some(Ok(Err(WireError { code: 4003, .. })))));
+        // Left waiting (its caller times out), and counted.
+        assert!(matches!(answers.next(), Some(Err(_))));
+        assert_eq!(shared.lock().anomalies, 1, "{:?}", shared.lock().anomaly_samples);
     }
 }

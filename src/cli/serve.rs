@@ -142,10 +142,11 @@ pub fn background(instance: &Instance, net: &NetOverrides, log_format: LogFormat
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    // Shown whatever happened: the key is valid and will never be shown again.
-    if let Some(key) = &new_key {
+    // A key stored in a database file is shown whatever happened: it is valid and will
+    // never be shown again. An in-memory database's key died with a server that failed.
+    if let Some(key) = new_key.filter(|_| outcome.is_ok() || !config.in_memory()) {
         let url = outcome.as_deref().map_or_else(|_| url_for(&config), str::to_owned);
-        print_controller_key(key, &url, &instance.data_dir);
+        print_controller_key(&key, &url, &instance.data_dir);
     }
     match outcome {
         Ok(url) => {

@@ -786,8 +786,8 @@ async fn insert_batch(connection: &mut sqlx::SqliteConnection, messages: &[Messa
     let seqs: std::collections::HashSet<i64> = sqlx::query_scalar(
         "INSERT INTO messages (seq, id, room_id, sender_id, sender_name, content, to_agent_id, timestamp,
                                client_msg_id)
-         WITH batch(row) AS MATERIALIZED (SELECT jsonb(value) FROM json_each(?))
-         SELECT row->>0, row->>1, row->>2, row->>3, row->>4, row->>5, row->>6, row->>7, row->>8
+         WITH batch(m) AS MATERIALIZED (SELECT jsonb(value) FROM json_each(?))
+         SELECT m->>0, m->>1, m->>2, m->>3, m->>4, m->>5, m->>6, m->>7, m->>8
          FROM batch WHERE true
          ON CONFLICT (client_msg_id, sender_id) WHERE client_msg_id IS NOT NULL DO NOTHING
          RETURNING seq",
@@ -833,6 +833,32 @@ mod tests {
             removed_reason: None,
             client_msg_id: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_batch_stores_nulls_as_null_numbers_as_integers_and_text_verbatim() {
+        let store = Store::open(Path::new(crate::config::IN_MEMORY), Durability::Full).await.expect("open");
+        let mut dm = message(2, "{\"not\": \"json\"} \\ \u{1F41D} null");
+        dm.to_agent_id = Some("b".into());
+        dm.client_msg_id = Some("c-1".into());
+        let inserted = store.insert_messages(&[message(1, "null"), dm], None).await.expect("insert");
+        assert_eq!(inserted.seqs, [1, 2].into_iter().collect());
+        let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
+            "SELECT typeof(seq), typeof(timestamp), typeof(to_agent_id), typeof(client_msg_id), content
+             FROM messages ORDER BY seq",
+        )
+        .fetch_all(&mut *store.write().await.expect("writer"))
+        .await
+        .expect("select");
+        let row = |a: &str, b: &str, c: &str, d: &str, e: &str| (a.into(), b.into(), c.into(), d.into(), e.into());
+        assert_eq!(
+            rows,
+            [
+                row("integer", "integer", "null", "null", "null"),
+                row("integer", "integer", "text", "text", "{\"not\": \"json\"} \\ \u{1F41D} null"),
+            ]
+        );
+        store.close().await;
     }
 
     /// Frames in the WAL since it last started over.

@@ -140,7 +140,6 @@ async fn roundtrip_gets_every_ping_answered() {
     let report = roundtrip::run(&target(&server), &args).await.expect("roundtrip runs");
     assert_passed("roundtrip", &report.checks);
     assert!(report.calls > 0 && report.errors == 0, "{report:?}");
-    assert_eq!(report.latency.count, report.calls);
     assert_cleaned_up(&server).await;
 }
 

@@ -178,9 +178,10 @@ describe("methods", () => {
     });
 
     test("ping answers with the server's clock", async () => {
-        const before = Date.now();
+        // The server's clock is this machine's; a second of slack for a clock step.
+        const before = Date.now() - 1000;
         const pong = check("ping", await alice.ping());
-        assert.ok(before <= pong.timestamp && pong.timestamp <= Date.now(), String(pong.timestamp));
+        assert.ok(before <= pong.timestamp && pong.timestamp <= Date.now() + 1000, String(pong.timestamp));
     });
 
     test("auth: the generated method reaches the server (a second auth is refused)", async () => {
