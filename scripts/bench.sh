@@ -3,6 +3,9 @@
 # `broodlink bench` scenario RUNS times, printing one JSON line per run.
 #   bash scripts/bench.sh [RUNS] [full|normal|memory]
 # `memory` keeps the database in memory (no disk at all): what the rest costs.
+#   bash scripts/bench.sh cpu [full|normal|memory]
+# instead prints the CPU the server and the load generator spend per operation in
+# `roundtrip` and `send` (BENCHMARKS.md, "How close to the machine").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -26,6 +29,37 @@ JSON
 key=$("$bin" --data-dir "$dir" serve | grep -o 'bl_k_ctrl_[0-9a-f]*' | head -1)
 trap '"$bin" --data-dir "$dir" stop --force >/dev/null; rm -rf "$dir"' EXIT
 bench() { "$bin" --data-dir "$dir" bench --url "ws://127.0.0.1:$port" --controller-key "$key" --json "$@"; }
+
+# CPU seconds the server has used so far (user + system).
+server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$(cat "$dir/broodlink.pid")/stat"; }
+
+# One run of a scenario, then µs of CPU per answered call / acked message for each side
+# (the load generator's includes its set-up: inviting, connecting, cleaning up).
+cpu_per_op() {
+    local before after report seconds
+    before=$(server_cpu)
+    report=$(mktemp)
+    seconds=$( { TIMEFORMAT='%U %S'; time bench "$@" > "$report"; } 2>&1 )
+    after=$(server_cpu)
+    python3 - "$report" "$before" "$after" "$seconds" "$*" <<'PY'
+import json, sys
+report, before, after, seconds, args = sys.argv[1:]
+r = json.load(open(report))
+ops = r.get("calls", r.get("acked")) or 1
+rate = r.get("calls_per_s", r.get("acked_per_s"))
+bench = sum(float(x) for x in seconds.split())
+print(f"{args}: {rate:,.0f}/s; server {(float(after) - float(before)) * 1e6 / ops:.1f} µs/op, "
+      f"load generator {bench * 1e6 / ops:.1f} µs/op; checks passed: {r['checks']['passed']}")
+PY
+    rm -f "$report"
+}
+
+if [ "$runs" = cpu ]; then
+    cpu_per_op roundtrip --agents 64 --duration 8s
+    cpu_per_op send --agents 64 --rooms 32 --duration 8s
+    cpu_per_op send --agents 64 --duration 8s
+    exit 0
+fi
 for _ in $(seq "$runs"); do
     echo "roundtrip $(bench roundtrip --agents 64 --duration 10s)"
     echo "send-1room $(bench send --agents 64 --duration 10s)"
