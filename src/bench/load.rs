@@ -56,19 +56,37 @@ impl Schedule {
     }
 }
 
+/// The errors one loop met: how many, and the first few described.
+#[derive(Debug, Default)]
+pub struct Errors {
+    pub count: u64,
+    pub samples: Vec<String>,
+}
+
+impl Errors {
+    /// Counts `e`; false when it leaves the connection unusable (the loop stops).
+    pub fn record(&mut self, e: BenchError) -> bool {
+        self.count += 1;
+        let fatal = e.is_fatal();
+        if self.samples.len() < ERROR_SAMPLES {
+            self.samples.push(e.to_string());
+        }
+        !fatal
+    }
+}
+
 /// What one sender saw.
 pub struct Outcome {
     pub acked: Vec<Acked>,
     /// Ack latency, µs.
     pub latency: Histogram<u64>,
     pub last_ack: Option<Instant>,
-    pub errors: u64,
-    pub error_samples: Vec<String>,
+    pub errors: Errors,
 }
 
 impl Outcome {
     fn new() -> Outcome {
-        Outcome { acked: Vec::new(), latency: stats::histogram(), last_ack: None, errors: 0, error_samples: Vec::new() }
+        Outcome { acked: Vec::new(), latency: stats::histogram(), last_ack: None, errors: Errors::default() }
     }
 
     /// Records one answer; false if the connection is gone.
@@ -86,16 +104,12 @@ impl Outcome {
     }
 
     fn error(&mut self, e: BenchError) -> bool {
-        self.errors += 1;
-        let fatal = e.is_fatal();
-        if self.error_samples.len() < ERROR_SAMPLES {
-            self.error_samples.push(e.to_string());
-        }
-        !fatal
+        self.errors.record(e)
     }
 }
 
-fn micros(d: Duration) -> u64 {
+/// A duration in whole µs, for the histograms.
+pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 

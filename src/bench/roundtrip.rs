@@ -15,14 +15,13 @@ use serde::Serialize;
 
 use super::client::Client;
 use super::fleet;
+use super::load::{micros, Errors};
 use super::stats::{self, per_second, Checks, Latency, Table};
 use super::traffic::connection_checks;
 use super::{parse_duration, seconds, with_fleet, BenchError, Report, Target};
 
 /// Connections opened at once while setting up.
 const CONNECT_CONCURRENCY: usize = 32;
-/// Errors described per agent (the rest are counted).
-const ERROR_SAMPLES: usize = 3;
 
 #[derive(Args, Debug, Clone)]
 pub struct RoundtripArgs {
@@ -53,8 +52,7 @@ struct Outcome {
     /// Round-trip time, µs.
     latency: Histogram<u64>,
     last_answer: Option<Instant>,
-    errors: u64,
-    error_samples: Vec<String>,
+    errors: Errors,
 }
 
 pub async fn run(target: &Target, args: &RoundtripArgs) -> Result<RoundtripReport, BenchError> {
@@ -85,10 +83,10 @@ pub async fn run(target: &Target, args: &RoundtripArgs) -> Result<RoundtripRepor
                 }
             };
             calls += outcome.calls;
-            errors += outcome.errors;
+            errors += outcome.errors.count;
             stats::merge(&mut latency, &outcome.latency);
             last_answer = last_answer.max(outcome.last_answer.unwrap_or(start));
-            for sample in &outcome.error_samples {
+            for sample in &outcome.errors.samples {
                 checks.fail(format!("agent {index}: {sample}"));
             }
             connection_checks(&client, &mut checks);
@@ -111,25 +109,18 @@ pub async fn run(target: &Target, args: &RoundtripArgs) -> Result<RoundtripRepor
 
 /// Calls `ping` back to back until `end`; stops early when the connection is gone.
 async fn call_until(mut client: Client, end: Instant) -> (Client, Outcome) {
-    let mut outcome =
-        Outcome { calls: 0, latency: stats::histogram(), last_answer: None, errors: 0, error_samples: Vec::new() };
+    let mut outcome = Outcome { calls: 0, latency: stats::histogram(), last_answer: None, errors: Errors::default() };
     while Instant::now() < end {
         let sent = Instant::now();
         match client.call::<_, PingResult>("ping", &PingParams {}).await {
             Ok(_) => {
                 let now = Instant::now();
-                let micros = u64::try_from(now.saturating_duration_since(sent).as_micros()).unwrap_or(u64::MAX);
-                stats::record(&mut outcome.latency, micros);
+                stats::record(&mut outcome.latency, micros(now.saturating_duration_since(sent)));
                 outcome.calls += 1;
                 outcome.last_answer = Some(now);
             }
             Err(e) => {
-                outcome.errors += 1;
-                let fatal = e.is_fatal();
-                if outcome.error_samples.len() < ERROR_SAMPLES {
-                    outcome.error_samples.push(e.to_string());
-                }
-                if fatal {
+                if !outcome.errors.record(e) {
                     break;
                 }
             }

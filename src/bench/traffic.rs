@@ -139,8 +139,8 @@ pub async fn run(fleet: &mut Fleet, plan: &Plan) -> Result<Outcome, BenchError> 
         check_sender_order(index, &outcome.acked, &mut checks);
         stats::merge(&mut ack_latency, &outcome.latency);
         last_ack = last_ack.max(outcome.last_ack.unwrap_or(start));
-        errors += outcome.errors;
-        for sample in &outcome.error_samples {
+        errors += outcome.errors.count;
+        for sample in &outcome.errors.samples {
             checks.fail(format!("sender {index}: {sample}"));
         }
         acked[crew.room_of[index]].extend(outcome.acked);
