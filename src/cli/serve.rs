@@ -205,11 +205,10 @@ fn spawn_detached(
     }
     let mut child = command.spawn()?;
     if let (Some(key), Some(mut stdin)) = (handed_key, child.stdin.take()) {
-        // One short line fits the pipe's buffer, so this never waits for the child.
-        if let Err(e) = writeln!(stdin, "{key}") {
-            let _ = child.kill();
-            return Err(e);
-        }
+        // One short line fits the pipe's buffer, so this never waits for the child. It
+        // fails only if the child has already exited, which the caller reports with the
+        // child's own words from the log.
+        let _ = writeln!(stdin, "{key}");
     }
     Ok(child)
 }
