@@ -99,12 +99,8 @@ impl Outcome {
                 self.last_ack = Some(now);
                 true
             }
-            Err(e) => self.error(e),
+            Err(e) => self.errors.record(e),
         }
-    }
-
-    fn error(&mut self, e: BenchError) -> bool {
-        self.errors.record(e)
     }
 }
 
@@ -158,7 +154,7 @@ pub async fn open_loop(client: &mut Client, sender: &Sender, schedule: Schedule,
                 match client.start("message.send", &params(sender, stamp)).await {
                     Ok(call) => in_flight.push(async move { (stamp.id, due, call.finish::<SendResult>().await) }),
                     Err(e) => {
-                        if !outcome.error(e) {
+                        if !outcome.errors.record(e) {
                             break;
                         }
                     }

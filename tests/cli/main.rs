@@ -403,6 +403,10 @@ async fn an_in_memory_server_in_the_background_accepts_the_key_serve_printed_and
     auth_fails(&bl.url(), &key, 4002).await;
     authed(&bl.url(), &new_key).await;
     assert!(controller_keys(&bl.log()).is_empty(), "the key reached the log:\n{}", bl.log());
+    // The handover flag takes nothing but a controller key (here: an empty stdin).
+    let handed = bl.run(&["serve", "--foreground", "--controller-key-stdin"]).failed();
+    assert!(handed.stderr.contains("not a controller key"), "{handed}");
+
     // Stopped, there is no controller left to rotate, and it says why.
     bl.run(&["stop"]).ok();
     let rotate = bl.run(&["controller-key", "rotate"]).failed();
